@@ -1,6 +1,7 @@
 //! Half-precision conversions, bit-exact with ggml (round to nearest, ties to even).
 
-/// Converts IEEE binary16 bits to f32 (exact: every f16 is representable).
+/// Converts IEEE binary16 bits to f32: exact for every number; NaN stays NaN with its payload
+/// and comes out quiet, as the hardware conversion ggml uses on x86 (F16C) does.
 pub fn f16_to_f32(bits: u16) -> f32 {
     let sign = u32::from(bits & 0x8000) << 16;
     let exp = u32::from((bits >> 10) & 0x1f);
@@ -8,8 +9,8 @@ pub fn f16_to_f32(bits: u16) -> f32 {
     let magnitude = match exp {
         // Zero and subnormals: man * 2^-24, exact in f32.
         0 => (man as f32 * f32::from_bits(0x3380_0000)).to_bits(),
-        // Infinity and NaN keep their payload.
-        0x1f => 0x7f80_0000 | (man << 13),
+        0x1f if man == 0 => 0x7f80_0000,
+        0x1f => 0x7fc0_0000 | (man << 13),
         // Normal: rebias the exponent from 15 to 127.
         _ => ((exp + 112) << 23) | (man << 13),
     };
