@@ -16,7 +16,7 @@ pub mod layers;
 
 pub use acap_gguf as gguf;
 pub use axis::{
-    AxisError, AxisFile, AxisFileError, AxisSet, AxisSetError, AxisWriter, Threshold,
-    ThresholdError, ThresholdSource, Thresholds,
+    AxisError, AxisFile, AxisFileError, AxisSet, AxisSetError, AxisWriteError, AxisWriter,
+    Threshold, ThresholdError, ThresholdSource, Thresholds,
 };
 pub use layers::LayerRange;

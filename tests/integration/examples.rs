@@ -1,0 +1,1 @@
+//! Examples are run by tests (see gguf_dump / axis_inspect).
