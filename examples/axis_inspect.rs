@@ -1,0 +1,99 @@
+//! Inspects one or more axis files as `--acap` would combine them: per layer the raw norm of
+//! the summed direction and the threshold that applies, with where it comes from.
+//!
+//! ```text
+//! cargo run --example axis_inspect -- [--acap-threshold T] AXIS.gguf [AXIS.gguf ...]
+//! ```
+//! An invalid file, or thresholds that cannot be resolved, print a one-line error and exit 1.
+
+use std::process::ExitCode;
+
+use acap::{AxisFile, AxisSet, ThresholdSource};
+
+fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<String, String> {
+    let mut cli_threshold = None;
+    let mut paths = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--acap-threshold" => {
+                let v = it.next().ok_or("--acap-threshold needs a value")?;
+                let t: f32 = v
+                    .parse()
+                    .map_err(|_| format!("--acap-threshold: '{v}' is not a number"))?;
+                cli_threshold = Some(t);
+            }
+            "-h" | "--help" => {
+                return Ok(
+                    "usage: axis_inspect [--acap-threshold T] AXIS.gguf [AXIS.gguf ...]\n".into(),
+                );
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            _ => paths.push(arg),
+        }
+    }
+    if paths.is_empty() {
+        return Err(
+            "no axis file given (usage: axis_inspect [--acap-threshold T] AXIS.gguf ...)".into(),
+        );
+    }
+    let files = paths
+        .iter()
+        .map(AxisFile::open)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    for f in &files {
+        out += &format!(
+            "axis file {}: n_embd {}, {} direction(s), {} threshold key(s)",
+            f.origin(),
+            f.n_embd(),
+            f.directions().len(),
+            f.thresholds().len()
+        );
+        for (name, v) in [
+            ("model", f.model_hint()),
+            ("hook", f.hook()),
+            ("op", f.operation()),
+        ] {
+            if let Some(v) = v {
+                out += &format!(", {name} {v}");
+            }
+        }
+        out += "\n";
+    }
+    let set = AxisSet::new(files).map_err(|e| e.to_string())?;
+    let thresholds = set.thresholds(cli_threshold).map_err(|e| e.to_string())?;
+    out += "layer        norm         tau  source\n";
+    for (&layer, axis) in set.layers() {
+        let th = thresholds.for_layer(layer);
+        let source = match th.source {
+            ThresholdSource::File => format!("file (acap.threshold.{layer})"),
+            ThresholdSource::Cli => "--acap-threshold (negated)".into(),
+            ThresholdSource::DefaultOne => "default (global 1.0, negated)".into(),
+        };
+        let note = if axis.norm > 1e-8 {
+            ""
+        } else {
+            "  [zero axis: no-op]"
+        };
+        out += &format!(
+            "{layer:>5} {:>11.4} {:>11.4}  {source}{note}\n",
+            axis.norm, th.tau
+        );
+    }
+    Ok(out)
+}

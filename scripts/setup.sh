@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks to build and test acap. Idempotent: apt runs only when a
+# package is missing, so a machine that has everything is left untouched.
+set -euo pipefail
+
+# Debian packages the build needs. The llama.cpp integration will add cmake, clang and
+# libclang-dev here; the GGUF and axis crates need nothing beyond the Rust toolchain.
+APT_PACKAGES=()
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
+fi
+
+# The Rust toolchain cannot be fetched by this script; say exactly what is missing.
+for tool in cargo rustc; do
+    command -v "$tool" >/dev/null || { echo "setup: '$tool' not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+done
+for sub in fmt clippy; do
+    cargo "$sub" --version >/dev/null 2>&1 \
+        || { echo "setup: 'cargo $sub' missing: run 'rustup component add ${sub/fmt/rustfmt}'" >&2; exit 1; }
+done
+echo "setup: ok ($(rustc --version))" >&2
