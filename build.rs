@@ -1,8 +1,28 @@
-//! Build script of the root crate.
+//! Build script of the root crate: embeds version information for `acap::version()`.
 //!
-//! Today it only embeds the crate version for `acap::version()`'s future callers. The llama.cpp
-//! integration adds its preflight (cmake / libclang checks) and backend reporting here.
+//! A preflight for `cmake` and `libclang` cannot live here: llama-cpp-sys-2 declares
+//! `links = "llama"`, so Cargo runs its build script (which needs both) before this one. The
+//! check is in `scripts/setup.sh`, which installs them.
+
+use std::env;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=Cargo.lock");
+
+    let backends: Vec<&str> = ["cuda", "vulkan", "metal", "openmp"]
+        .into_iter()
+        .filter(|b| env::var_os(format!("CARGO_FEATURE_{}", b.to_uppercase())).is_some())
+        .collect();
+    println!("cargo:rustc-env=ACAP_BACKENDS={}", backends.join(","));
+
+    // The exact llama-cpp-sys-2 version, read from the lock file that pins it.
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let sys_version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"llama-cpp-sys-2\""))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .map(|v| v.trim_end_matches('"').to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=ACAP_LLAMA_CPP_SYS_VERSION={sys_version}");
 }

@@ -3,9 +3,9 @@
 # package is missing, so a machine that has everything is left untouched.
 set -euo pipefail
 
-# Debian packages the build needs. The llama.cpp integration will add cmake, clang and
-# libclang-dev here; the GGUF and axis crates need nothing beyond the Rust toolchain.
-APT_PACKAGES=()
+# Debian packages the build needs: llama-cpp-sys-2 builds llama.cpp with CMake and generates
+# its bindings with bindgen (libclang).
+APT_PACKAGES=(cmake clang libclang-dev)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -1,22 +1,46 @@
 //! acap: run GGUF language models with activation capping.
 //!
 //! At chosen decoder blocks the hidden state's projection on a per-layer axis is clamped from
-//! above: `h' = h - alpha * max(0, dot(a, h) - tau) * a`. This crate holds the domain model
-//! that every front end shares:
+//! above: `h' = h - alpha * max(0, dot(a, h) - tau) * a`. This crate is acap's safe layer
+//! over the vendored llama.cpp (`llama-cpp-sys-2`) plus the domain model every front end
+//! shares:
 //!
+//! * [`Model`], [`Session`], [`SamplingParams`], [`ChatMessage`]: load GGUF models, decode
+//!   prompts with KV-cache reuse, sample through llama.cpp's sampler chain, stream text, chat;
 //! * [`axis`]: axis files (the reference llama.cpp layout), summing several of them into an
 //!   [`AxisSet`], the f32 normalisation and the per-layer threshold rules;
 //! * [`layers`]: which decoder blocks a `--acap-layer-range` selects.
 //!
-//! The llama.cpp integration (model loading, sessions, the capping callback) is not part of the
-//! crate yet. GGUF parsing is native, in [`gguf`] (re-exported `acap-gguf`).
+//! GGUF parsing is native, in [`gguf`] (re-exported `acap-gguf`).
 
 pub mod axis;
+mod backend;
+mod chat;
+mod error;
 pub mod layers;
+mod model;
+mod quantize;
+mod sampling;
+mod session;
+mod tokenize;
+mod version;
 
 pub use acap_gguf as gguf;
 pub use axis::{
     AxisError, AxisFile, AxisFileError, AxisSet, AxisSetError, AxisWriteError, AxisWriter,
     Threshold, ThresholdError, ThresholdSource, Thresholds,
 };
+pub use chat::{ChatMessage, builtin_templates};
+pub use error::{
+    ChatError, DecodeError, Error, LoadError, QuantizeError, SamplerError, SessionError,
+    TokenizeError,
+};
 pub use layers::LayerRange;
+pub use model::{Model, ModelInfo, ModelParams, Token};
+pub use quantize::{QuantType, quantize};
+pub use sampling::{Sampler, SamplingParams};
+pub use session::{
+    CancelHandle, GenerateParams, GenerationStats, Session, SessionParams, StopReason,
+};
+pub use tokenize::{PieceDecoder, Special};
+pub use version::{Version, version};

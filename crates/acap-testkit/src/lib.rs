@@ -1,0 +1,88 @@
+//! Deterministic test models for acap: random-weight Llama-architecture GGUF files with a
+//! byte-level BPE vocabulary, the Llama 3 special tokens and a Llama 3.1 chat template, so
+//! tests exercise the same paths as the real model. Quantised variants come from llama.cpp's
+//! own quantiser. Files are generated on demand into a cache directory and reused while the
+//! generator and the spec are unchanged.
+//!
+//! Not shipped in any library: tests, examples and benchmarks only.
+
+mod model;
+mod rng;
+pub mod vocab;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+pub use acap::QuantType;
+pub use model::{LLAMA31_CHAT_TEMPLATE, ModelSpec, write_model};
+
+/// Bumped whenever generated files change, so stale cache entries are never reused.
+const GENERATOR_VERSION: u32 = 2;
+
+/// Why a test model could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    /// Writing the F16 model failed.
+    #[error("writing test model: {0}")]
+    Write(#[from] acap_gguf::WriteError),
+    /// Quantising failed.
+    #[error("quantising test model: {0}")]
+    Quantize(#[from] acap::QuantizeError),
+    /// The cache directory could not be used.
+    #[error("test model cache {}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Where generated models are kept: `$ACAP_TESTKIT_CACHE`, else `target/acap-testkit` in the
+/// workspace.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("ACAP_TESTKIT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/acap-testkit")
+        })
+}
+
+/// Serialises generation within a process; across processes the atomic renames make
+/// concurrent generation of the same file harmless.
+static GENERATING: Mutex<()> = Mutex::new(());
+
+/// The path of `spec` as F16 (`None`) or quantised, generating it if missing.
+pub fn model_path(spec: &ModelSpec, quant: Option<QuantType>) -> Result<PathBuf, TestkitError> {
+    let dir = cache_dir();
+    let io = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| TestkitError::Io { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let mut h = DefaultHasher::new();
+    (GENERATOR_VERSION, spec).hash(&mut h);
+    let stem = format!("{}-{:016x}", spec.name, h.finish());
+    let f16 = dir.join(format!("{stem}-F16.gguf"));
+    let _guard = GENERATING.lock().unwrap_or_else(|e| e.into_inner());
+    if !f16.is_file() {
+        write_model(spec, &f16)?;
+    }
+    let Some(q) = quant.filter(|q| *q != QuantType::F16) else {
+        return Ok(f16);
+    };
+    let out = dir.join(format!("{stem}-{}.gguf", q.name()));
+    if !out.is_file() {
+        let tmp = dir.join(format!(".{stem}-{}.tmp-{}", q.name(), std::process::id()));
+        acap::quantize(&f16, &tmp, q, 0)?;
+        std::fs::rename(&tmp, &out).map_err(io(&out))?;
+    }
+    Ok(out)
+}
+
+/// The tiny model (n_embd 256, 8 blocks) in the given type.
+pub fn tiny(quant: QuantType) -> PathBuf {
+    model_path(&ModelSpec::tiny(), Some(quant)).expect("generating the tiny test model")
+}

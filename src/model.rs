@@ -1,0 +1,338 @@
+//! Loading a model and reading its metadata.
+
+use std::ffi::{CString, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use acap_gguf::GgufFile;
+use llama_cpp_sys_2 as sys;
+
+use crate::backend;
+use crate::error::LoadError;
+
+/// A token id.
+pub type Token = i32;
+
+type ProgressFn = Box<dyn FnMut(f32) -> bool + Send>;
+
+/// How to load a model.
+#[derive(Default)]
+pub struct ModelParams {
+    n_gpu_layers: i32,
+    use_mmap: Option<bool>,
+    use_mlock: bool,
+    progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for ModelParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelParams")
+            .field("n_gpu_layers", &self.n_gpu_layers)
+            .field("use_mmap", &self.use_mmap)
+            .field("use_mlock", &self.use_mlock)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl ModelParams {
+    /// Layers to offload to the GPU (`-ngl`); negative means all. Ignored without a GPU backend.
+    #[must_use]
+    pub fn with_n_gpu_layers(mut self, n: i32) -> Self {
+        self.n_gpu_layers = n;
+        self
+    }
+
+    /// Memory-map the file (the default where supported) or read it into memory.
+    #[must_use]
+    pub fn with_mmap(mut self, on: bool) -> Self {
+        self.use_mmap = Some(on);
+        self
+    }
+
+    /// Lock the weights in RAM (`--mlock`).
+    #[must_use]
+    pub fn with_mlock(mut self, on: bool) -> Self {
+        self.use_mlock = on;
+        self
+    }
+
+    /// Called with the load progress in 0..=1; returning `false` cancels loading.
+    #[must_use]
+    pub fn with_progress(mut self, f: impl FnMut(f32) -> bool + Send + 'static) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+}
+
+/// Facts about a model, read natively from its GGUF header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// `general.architecture` (e.g. `llama`).
+    pub architecture: String,
+    /// `general.name`, if present.
+    pub name: Option<String>,
+    /// Decoder blocks.
+    pub n_layer: u32,
+    /// Hidden size.
+    pub n_embd: u32,
+    /// Vocabulary size.
+    pub n_vocab: u32,
+    /// Training context length.
+    pub n_ctx_train: u32,
+    /// `tokenizer.chat_template`, if present.
+    pub chat_template: Option<String>,
+    /// Size of the file in bytes.
+    pub file_size: u64,
+}
+
+struct ModelHandle {
+    ptr: NonNull<sys::llama_model>,
+    info: ModelInfo,
+}
+
+// SAFETY: a loaded `llama_model` is immutable: llama.cpp only reads it (weights, vocabulary,
+// metadata) and documents using one model from several contexts on several threads. The only
+// mutation, freeing, happens in `Drop` when the last reference is gone.
+unsafe impl Send for ModelHandle {}
+// SAFETY: see `Send`: every method takes `&self` and calls read-only llama.cpp functions.
+unsafe impl Sync for ModelHandle {}
+
+impl Drop for ModelHandle {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `llama_model_load_from_file` and is freed exactly once, here,
+        // after every session (each holding a clone of the `Arc`) is gone.
+        unsafe { sys::llama_model_free(self.ptr.as_ptr()) };
+    }
+}
+
+/// A loaded model. Cheap to clone (reference counted); sessions keep their model alive, so
+/// dropping order never matters.
+#[derive(Clone)]
+pub struct Model {
+    handle: Arc<ModelHandle>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("info", &self.handle.info)
+            .finish()
+    }
+}
+
+struct ProgressState {
+    callback: ProgressFn,
+    panic: Option<Box<dyn std::any::Any + Send>>,
+    cancelled: bool,
+}
+
+unsafe extern "C" fn progress_trampoline(progress: f32, user: *mut c_void) -> bool {
+    // SAFETY: `user` is the `ProgressState` that `Model::load` keeps alive, exclusively
+    // borrowed, for the whole `llama_model_load_from_file` call.
+    let state = unsafe { &mut *user.cast::<ProgressState>() };
+    if state.panic.is_some() {
+        return false;
+    }
+    match catch_unwind(AssertUnwindSafe(|| (state.callback)(progress))) {
+        Ok(go_on) => {
+            state.cancelled |= !go_on;
+            go_on
+        }
+        Err(payload) => {
+            // Stash the panic, stop loading, and re-raise once llama.cpp has returned.
+            state.panic = Some(payload);
+            false
+        }
+    }
+}
+
+impl Model {
+    /// Loads a GGUF model.
+    ///
+    /// The file is first parsed natively, so a missing, non-GGUF or truncated file gives a
+    /// precise error before llama.cpp sees it.
+    pub fn load(path: impl AsRef<Path>, params: ModelParams) -> Result<Self, LoadError> {
+        let path = path.as_ref();
+        let info = read_info(path)?;
+        let c_path =
+            CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| LoadError::BadPath {
+                path: path.to_owned(),
+            })?;
+        backend::ensure();
+
+        // SAFETY: returns a plain struct of defaults.
+        let mut mp = unsafe { sys::llama_model_default_params() };
+        mp.n_gpu_layers = params.n_gpu_layers;
+        let mmap = params
+            .use_mmap
+            // SAFETY: a pure query.
+            .unwrap_or_else(|| unsafe { sys::llama_supports_mmap() });
+        mp.load_mode = match (mmap, params.use_mlock) {
+            (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
+            (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
+            (false, true) => sys::LLAMA_LOAD_MODE_MLOCK,
+            (false, false) => sys::LLAMA_LOAD_MODE_NONE,
+        };
+        let mut progress = params.progress.map(|callback| ProgressState {
+            callback,
+            panic: None,
+            cancelled: false,
+        });
+        if let Some(state) = progress.as_mut() {
+            mp.progress_callback = Some(progress_trampoline);
+            mp.progress_callback_user_data = (state as *mut ProgressState).cast();
+        }
+
+        backend::clear_last_error();
+        // SAFETY: `c_path` is NUL-terminated and outlives the call; `mp` is fully initialised
+        // from llama.cpp's defaults; the progress state (if any) outlives the call and is only
+        // touched by the trampoline during it.
+        let raw = unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), mp) };
+        if let Some(state) = progress.as_mut() {
+            if let Some(payload) = state.panic.take() {
+                if let Some(ptr) = NonNull::new(raw) {
+                    // SAFETY: a model we own and have not handed out.
+                    unsafe { sys::llama_model_free(ptr.as_ptr()) };
+                }
+                resume_unwind(payload);
+            }
+        }
+        let Some(ptr) = NonNull::new(raw) else {
+            if progress.as_ref().is_some_and(|s| s.cancelled) {
+                return Err(LoadError::Cancelled {
+                    path: path.to_owned(),
+                });
+            }
+            return Err(LoadError::Llama {
+                path: path.to_owned(),
+                reason: backend::take_last_error("unknown error (enable the llama.cpp log)"),
+            });
+        };
+        Ok(Self {
+            handle: Arc::new(ModelHandle { ptr, info }),
+        })
+    }
+
+    /// Metadata read from the GGUF header.
+    pub fn info(&self) -> &ModelInfo {
+        &self.handle.info
+    }
+
+    /// Decoder blocks.
+    pub fn n_layer(&self) -> u32 {
+        self.handle.info.n_layer
+    }
+
+    /// Hidden size.
+    pub fn n_embd(&self) -> u32 {
+        self.handle.info.n_embd
+    }
+
+    /// Vocabulary size as llama.cpp sees it.
+    pub fn n_vocab(&self) -> i32 {
+        // SAFETY: the vocabulary pointer is valid while the model lives.
+        unsafe { sys::llama_vocab_n_tokens(self.vocab_ptr()) }
+    }
+
+    /// Bytes of all weights as loaded.
+    pub fn size_bytes(&self) -> u64 {
+        // SAFETY: read-only query on a live model.
+        unsafe { sys::llama_model_size(self.handle.ptr.as_ptr()) }
+    }
+
+    /// Number of parameters.
+    pub fn n_params(&self) -> u64 {
+        // SAFETY: read-only query on a live model.
+        unsafe { sys::llama_model_n_params(self.handle.ptr.as_ptr()) }
+    }
+
+    /// The beginning-of-sequence token, if the model has one.
+    pub fn token_bos(&self) -> Option<Token> {
+        // SAFETY: read-only query on a live vocabulary.
+        let t = unsafe { sys::llama_vocab_bos(self.vocab_ptr()) };
+        (t >= 0).then_some(t)
+    }
+
+    /// The end-of-sequence token, if the model has one.
+    pub fn token_eos(&self) -> Option<Token> {
+        // SAFETY: read-only query on a live vocabulary.
+        let t = unsafe { sys::llama_vocab_eos(self.vocab_ptr()) };
+        (t >= 0).then_some(t)
+    }
+
+    /// The end-of-turn token (`<|eot_id|>` for Llama 3), if the model has one.
+    pub fn token_eot(&self) -> Option<Token> {
+        // SAFETY: read-only query on a live vocabulary.
+        let t = unsafe { sys::llama_vocab_eot(self.vocab_ptr()) };
+        (t >= 0).then_some(t)
+    }
+
+    /// Whether `token` ends generation (EOS, EOT and the like).
+    pub fn is_eog(&self, token: Token) -> bool {
+        // SAFETY: read-only query; llama.cpp bounds-checks the id.
+        unsafe { sys::llama_vocab_is_eog(self.vocab_ptr(), token) }
+    }
+
+    /// Whether the tokenizer adds BOS by itself.
+    pub fn adds_bos(&self) -> bool {
+        // SAFETY: read-only query on a live vocabulary.
+        unsafe { sys::llama_vocab_get_add_bos(self.vocab_ptr()) }
+    }
+
+    pub(crate) fn raw(&self) -> *mut sys::llama_model {
+        self.handle.ptr.as_ptr()
+    }
+
+    pub(crate) fn vocab_ptr(&self) -> *const sys::llama_vocab {
+        // SAFETY: returns a pointer owned by the live model.
+        unsafe { sys::llama_model_get_vocab(self.handle.ptr.as_ptr()) }
+    }
+}
+
+/// Reads the facts acap needs from the GGUF header, natively.
+fn read_info(path: &Path) -> Result<ModelInfo, LoadError> {
+    let file_size = std::fs::metadata(path)
+        .map_err(|source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?
+        .len();
+    let gguf = GgufFile::open(path)?;
+    let bad = |reason: String| LoadError::Llama {
+        path: path.to_owned(),
+        reason,
+    };
+    let architecture = gguf
+        .get_str("general.architecture")
+        .map_err(|e| bad(e.to_string()))?
+        .to_owned();
+    let arch_u32 = |key: &str| {
+        let key = format!("{architecture}.{key}");
+        gguf.get_uint(&key)
+            .map_err(|e| bad(e.to_string()))
+            .and_then(|v| u32::try_from(v).map_err(|_| bad(format!("{key} = {v} is too large"))))
+    };
+    let n_vocab = match gguf.get_str_array("tokenizer.ggml.tokens") {
+        Ok(tokens) => tokens.len() as u32,
+        Err(_) => arch_u32("vocab_size")?,
+    };
+    Ok(ModelInfo {
+        path: path.to_owned(),
+        name: gguf.get_str("general.name").ok().map(str::to_owned),
+        n_layer: arch_u32("block_count")?,
+        n_embd: arch_u32("embedding_length")?,
+        n_ctx_train: arch_u32("context_length")?,
+        n_vocab,
+        chat_template: gguf
+            .get_str("tokenizer.chat_template")
+            .ok()
+            .map(str::to_owned),
+        file_size,
+        architecture,
+    })
+}
