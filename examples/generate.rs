@@ -1,7 +1,7 @@
 //! Streams a completion to stdout and prints statistics to stderr.
 //!
 //! ```text
-//! cargo run --release --example generate -- [-m MODEL] -p PROMPT [-n N] [--temp T] [--seed S] [-v]
+//! cargo run --release --example generate -- [-m MODEL] -p PROMPT [-n N] [--temp T] [--seed S] [-t N] [-v]
 //! ```
 //! Without `-m` it uses the built-in tiny test model (generated on first use). `-v` shows
 //! llama.cpp's log.
@@ -18,6 +18,7 @@ struct Args {
     n: Option<usize>,
     temp: f32,
     seed: Option<u32>,
+    threads: u32,
     verbose: bool,
 }
 
@@ -28,6 +29,7 @@ fn parse() -> Result<Args, String> {
         n: Some(64),
         temp: 0.8,
         seed: None,
+        threads: 0,
         verbose: false,
     };
     let mut it = std::env::args().skip(1);
@@ -56,6 +58,12 @@ fn parse() -> Result<Args, String> {
                         .map_err(|_| format!("--seed: '{v}' is not a u32"))?,
                 );
             }
+            "-t" | "--threads" => {
+                let v = value()?;
+                a.threads = v
+                    .parse()
+                    .map_err(|_| format!("-t: '{v}' is not a thread count"))?;
+            }
             "-v" | "--verbose" => a.verbose = true,
             other => return Err(format!("unknown flag {other}")),
         }
@@ -79,7 +87,7 @@ fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => acap_testkit::tiny(QuantType::Q8_0),
     };
     let model = Model::load(&path, ModelParams::default())?;
-    let mut session = Session::new(&model, SessionParams::default())?;
+    let mut session = Session::new(&model, SessionParams::default().with_threads(a.threads))?;
     let mut sampling = SamplingParams::default().with_temperature(a.temp);
     sampling.seed = a.seed;
     let params = GenerateParams {

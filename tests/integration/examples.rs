@@ -139,3 +139,33 @@ fn gguf_dump_lists_metadata_and_tensors() {
     assert!(!ok);
     assert!(err.contains("missing.gguf"), "{err}");
 }
+
+#[test]
+fn generate_is_deterministic_across_processes() {
+    let run_once = || {
+        run(example("generate").args([
+            "-p",
+            "Hello, how are you",
+            "-n",
+            "16",
+            "--temp",
+            "0",
+            "-t",
+            "1",
+        ]))
+    };
+    let (ok, first, err) = run_once();
+    assert!(ok, "{err}");
+    assert!(err.contains("generated 16 tokens"), "{err}");
+    assert!(first.trim().len() > 4, "{first:?}");
+    let (ok, second, err) = run_once();
+    assert!(ok, "{err}");
+    assert_eq!(first, second);
+
+    let (ok, _, err) = run(example("generate").args(["-m", "/no/such/model.gguf", "-p", "x"]));
+    assert!(!ok);
+    assert!(
+        err.starts_with("error: ") && err.contains("/no/such/model.gguf"),
+        "{err}"
+    );
+}

@@ -3,6 +3,9 @@
 mod axis_file;
 mod axis_set;
 mod axis_writer;
+mod common;
 mod examples;
 mod layers;
+mod llama_model;
+mod llama_session;
 mod thresholds;
