@@ -269,3 +269,20 @@ fn session_moves_to_another_thread_and_outlives_its_model_handle() {
         .unwrap();
     assert!(!text.is_empty());
 }
+
+#[test]
+fn penalties_change_greedy_choices_and_respect_the_window() {
+    let m = load(QuantType::Q8_0);
+    let plain = session(&m).complete(PROMPT, &greedy(48)).unwrap().0;
+    let with = |repeat: f32, freq: f32, last_n: i32| {
+        let mut p = greedy(48);
+        p.sampling.repeat_penalty = repeat;
+        p.sampling.frequency_penalty = freq;
+        p.sampling.penalty_last_n = last_n;
+        session(&m).complete(PROMPT, &p).unwrap().0
+    };
+    assert_ne!(with(1.5, 0.0, 64), plain);
+    assert_ne!(with(1.0, 2.0, 64), plain);
+    // A window of 0 disables the penalties entirely.
+    assert_eq!(with(1.5, 2.0, 0), plain);
+}
