@@ -57,6 +57,9 @@ pub enum SessionError {
         /// Why it is rejected.
         reason: &'static str,
     },
+    /// The capping configuration does not fit the model.
+    #[error(transparent)]
+    Cap(#[from] crate::cap::CapError),
     /// llama.cpp could not create the context (usually out of memory).
     #[error("llama.cpp could not create a context (n_ctx {n_ctx}): {reason}")]
     Create {
@@ -119,9 +122,19 @@ pub enum DecodeError {
         /// What the code means.
         meaning: &'static str,
     },
-    /// The computation was aborted (cancel flag or a failure inside an eval callback).
+    /// The computation was aborted by the cancel flag.
     #[error("decoding was aborted")]
     Aborted,
+    /// The eval callback failed (a panic in an observer, an unusable tensor); the KV cache was
+    /// cleared because the computation was cut short.
+    #[error("capping/observer callback failed: {message}")]
+    Hook {
+        /// What went wrong.
+        message: String,
+    },
+    /// Capping cannot be applied to this model's graph.
+    #[error(transparent)]
+    Cap(crate::cap::CapError),
 }
 
 /// Why a sampler chain could not be built.
@@ -223,4 +236,10 @@ pub enum Error {
     /// See [`AxisError`].
     #[error(transparent)]
     Axis(#[from] AxisError),
+    /// See [`crate::CapError`].
+    #[error(transparent)]
+    Cap(#[from] crate::cap::CapError),
+    /// See [`crate::ControlVectorError`].
+    #[error(transparent)]
+    ControlVector(#[from] crate::cap::ControlVectorError),
 }

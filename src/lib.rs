@@ -15,6 +15,7 @@
 
 pub mod axis;
 mod backend;
+pub mod cap;
 mod chat;
 mod error;
 pub mod layers;
@@ -29,6 +30,9 @@ pub use acap_gguf as gguf;
 pub use axis::{
     AxisError, AxisFile, AxisFileError, AxisSet, AxisSetError, AxisWriteError, AxisWriter,
     Threshold, ThresholdError, ThresholdSource, Thresholds,
+};
+pub use cap::{
+    CapConfig, CapError, CapPlan, ControlVector, ControlVectorError, LayerStats, Observation,
 };
 pub use chat::{ChatMessage, builtin_templates};
 pub use error::{

@@ -4,19 +4,23 @@ use std::ffi::c_void;
 use std::ops::ControlFlow;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use llama_cpp_sys_2 as sys;
 
 use crate::backend;
+use crate::cap::hooks::{self, Flags, Hooks};
+use crate::cap::{
+    CapConfig, CapError, CapPlan, ControlVector, ControlVectorError, LayerStats, Observation,
+};
 use crate::error::{DecodeError, SessionError};
 use crate::model::{Model, Token};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenize::{PieceDecoder, Special};
 
 /// Context settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionParams {
     /// Context size in tokens; 0 takes the model's training context (`-c`).
     pub n_ctx: u32,
@@ -28,6 +32,8 @@ pub struct SessionParams {
     pub n_threads: u32,
     /// Threads for prompt processing; 0 uses `n_threads`.
     pub n_threads_batch: u32,
+    /// Activation capping to apply from the start (validated against the model).
+    pub capping: Option<CapConfig>,
 }
 
 impl Default for SessionParams {
@@ -38,6 +44,7 @@ impl Default for SessionParams {
             n_ubatch: 512,
             n_threads: 0,
             n_threads_batch: 0,
+            capping: None,
         }
     }
 }
@@ -68,6 +75,13 @@ impl SessionParams {
     #[must_use]
     pub fn with_threads(mut self, n: u32) -> Self {
         self.n_threads = n;
+        self
+    }
+
+    /// Caps activations as `cap` says; session creation fails if it cannot.
+    #[must_use]
+    pub fn with_capping(mut self, cap: CapConfig) -> Self {
+        self.capping = Some(cap);
         self
     }
 }
@@ -172,12 +186,12 @@ impl GenerateParams {
 
 /// Raises a session's cancel flag from another thread.
 #[derive(Debug, Clone)]
-pub struct CancelHandle(Arc<AtomicBool>);
+pub struct CancelHandle(Arc<Flags>);
 
 impl CancelHandle {
     /// Stops the current (or next) generation or prompt decode as soon as possible.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.cancel.store(true, Ordering::SeqCst);
     }
 }
 
@@ -191,7 +205,10 @@ pub struct Session {
     cached: Vec<Token>,
     n_ctx: u32,
     n_batch: u32,
-    cancel: Arc<AtomicBool>,
+    flags: Arc<Flags>,
+    /// The eval callback's state; boxed so the pointer llama.cpp holds stays valid.
+    hooks: Box<Hooks>,
+    cap_config: Option<CapConfig>,
 }
 
 // SAFETY: a llama context has no thread affinity; `Session` owns it exclusively (together
@@ -211,9 +228,10 @@ impl Drop for Session {
 }
 
 unsafe extern "C" fn abort_trampoline(data: *mut c_void) -> bool {
-    // SAFETY: `data` points into the `Arc<AtomicBool>` the session keeps alive for as long as
-    // the context exists. Loading an atomic cannot panic.
-    unsafe { &*data.cast::<AtomicBool>() }.load(Ordering::Relaxed)
+    // SAFETY: `data` points into the `Arc<Flags>` the session keeps alive for as long as the
+    // context exists. Loading atomics cannot panic.
+    let flags = unsafe { &*data.cast::<Flags>() };
+    flags.cancel.load(Ordering::Relaxed) || flags.hook_failed.load(Ordering::Relaxed)
 }
 
 impl Session {
@@ -245,7 +263,9 @@ impl Session {
         } else {
             params.n_threads_batch as i32
         };
-        let cancel = Arc::new(AtomicBool::new(false));
+        let plan = params.capping.as_ref().map(|c| c.plan(model)).transpose()?;
+        let flags = Arc::new(Flags::default());
+        let mut hooks = Box::new(Hooks::new(model.n_layer(), model.n_embd(), flags.clone()));
 
         // SAFETY: returns a plain struct of defaults.
         let mut cp = unsafe { sys::llama_context_default_params() };
@@ -256,11 +276,17 @@ impl Session {
         cp.n_threads = threads;
         cp.n_threads_batch = threads_batch;
         cp.abort_callback = Some(abort_trampoline);
-        cp.abort_callback_data = Arc::as_ptr(&cancel).cast_mut().cast();
+        cp.abort_callback_data = Arc::as_ptr(&flags).cast_mut().cast();
+        // The eval callback is always installed, so capping and observers can be switched on
+        // and off without rebuilding the context; with nothing to cap or observe it only
+        // compares tensor names.
+        cp.cb_eval = Some(hooks::eval_trampoline);
+        cp.cb_eval_user_data = (&mut *hooks as *mut Hooks).cast();
 
         backend::clear_last_error();
         // SAFETY: the model is live (and kept alive by `self.model`); `cp` starts from
-        // llama.cpp's defaults; the abort data outlives the context (same struct).
+        // llama.cpp's defaults; the abort and eval callback data outlive the context (both
+        // owned by the session, freed after the context in `Drop`).
         let raw = unsafe { sys::llama_init_from_model(model.raw(), cp) };
         let ctx = NonNull::new(raw).ok_or_else(|| SessionError::Create {
             n_ctx: params.n_ctx,
@@ -273,15 +299,224 @@ impl Session {
         // SAFETY: allocates arrays for `n_batch` tokens with one sequence id each; freed in
         // `Drop`.
         let batch = unsafe { sys::llama_batch_init(n_batch as i32, 0, 1) };
-        Ok(Self {
+        let mut session = Self {
             ctx,
             batch,
             model: model.clone(),
             cached: Vec::new(),
             n_ctx,
             n_batch,
-            cancel,
-        })
+            flags,
+            hooks,
+            cap_config: None,
+        };
+        if let (Some(plan), Some(cfg)) = (plan, params.capping) {
+            session.install(cfg, plan).map_err(SessionError::Cap)?;
+        }
+        Ok(session)
+    }
+
+    /// Starts capping with `cap` (replacing any earlier configuration), or stops with `None`.
+    /// The configuration is validated against the model and the graph is probed once, so an
+    /// architecture without `l_out-L` tensors is an error here rather than an uncapped run.
+    pub fn set_capping(&mut self, cap: Option<CapConfig>) -> Result<(), CapError> {
+        match cap {
+            None => {
+                self.hooks.plan = None;
+                self.cap_config = None;
+                Ok(())
+            }
+            Some(cfg) => {
+                let plan = cfg.plan(&self.model)?;
+                self.install(cfg, plan)
+            }
+        }
+    }
+
+    fn install(&mut self, cfg: CapConfig, plan: CapPlan) -> Result<(), CapError> {
+        let previous = (self.hooks.plan.replace(plan), self.cap_config.replace(cfg));
+        if let Err(e) = self.probe() {
+            (self.hooks.plan, self.cap_config) = previous;
+            return Err(e);
+        }
+        self.reset_cap_stats();
+        Ok(())
+    }
+
+    /// Decodes one throw-away token to check that every capped block's `l_out` exists.
+    fn probe(&mut self) -> Result<(), CapError> {
+        if self.cached.len() >= self.n_ctx as usize {
+            // No room to probe; every decode checks the same thing anyway.
+            return Ok(());
+        }
+        let enabled = std::mem::replace(&mut self.hooks.enabled, true);
+        let keep = self.cached.len();
+        let token = self.model.token_bos().unwrap_or(0);
+        let result = self.decode(&[token]);
+        self.hooks.enabled = enabled;
+        if result.is_ok() {
+            // SAFETY: a live context; drops the probe token from sequence 0.
+            unsafe {
+                sys::llama_memory_seq_rm(
+                    sys::llama_get_memory(self.ctx.as_ptr()),
+                    0,
+                    keep as i32,
+                    -1,
+                )
+            };
+            self.cached.truncate(keep);
+        }
+        match result {
+            Err(DecodeError::Cap(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The capping configuration, if any.
+    pub fn capping(&self) -> Option<&CapConfig> {
+        self.cap_config.as_ref()
+    }
+
+    /// The resolved plan (blocks, axes, thresholds, alpha), if capping is configured.
+    pub fn cap_plan(&self) -> Option<&CapPlan> {
+        self.hooks.plan.as_ref()
+    }
+
+    /// Switches capping on or off for the following calls without rebuilding anything (the
+    /// reward evaluator runs uncapped). On by default once configured.
+    pub fn set_capping_enabled(&mut self, on: bool) {
+        self.hooks.enabled = on;
+    }
+
+    /// Whether capping is configured and switched on.
+    pub fn capping_enabled(&self) -> bool {
+        self.hooks.enabled && self.hooks.plan.is_some()
+    }
+
+    /// Changes `alpha` for the following calls.
+    pub fn set_cap_alpha(&mut self, alpha: f32) -> Result<(), CapError> {
+        crate::cap::config_check_alpha(alpha)?;
+        if let Some(plan) = self.hooks.plan.as_mut() {
+            plan.alpha = alpha;
+        }
+        if let Some(cfg) = self.cap_config.take() {
+            self.cap_config = Some(cfg.with_alpha(alpha));
+        }
+        Ok(())
+    }
+
+    /// Re-resolves the thresholds with a new `--acap-threshold` value (spec section 4).
+    pub fn set_cap_threshold(&mut self, cli: Option<f32>) -> Result<(), CapError> {
+        let Some(cfg) = self.cap_config.clone() else {
+            return Ok(());
+        };
+        let cfg = cfg.with_threshold(cli);
+        let plan = cfg.plan(&self.model)?;
+        self.hooks.plan = Some(plan);
+        self.cap_config = Some(cfg);
+        Ok(())
+    }
+
+    /// Sets the raw threshold of one capped block directly.
+    pub fn set_layer_tau(&mut self, layer: u32, tau: f32) -> Result<(), CapError> {
+        let slot = self
+            .hooks
+            .plan
+            .as_mut()
+            .and_then(|p| p.layers.get_mut(layer as usize))
+            .and_then(Option::as_mut);
+        match slot {
+            Some(l) if tau.is_finite() => {
+                l.tau = tau;
+                Ok(())
+            }
+            Some(_) => Err(CapError::Threshold(
+                crate::axis::ThresholdError::NotFinite { value: tau },
+            )),
+            None => Err(CapError::NotCapped { layer }),
+        }
+    }
+
+    /// Telemetry of every capped block since the last reset: `(block, stats)`.
+    pub fn cap_stats(&self) -> Vec<(u32, LayerStats)> {
+        let Some(plan) = self.hooks.plan.as_ref() else {
+            return Vec::new();
+        };
+        plan.capped_layers()
+            .map(|(l, _)| (l, self.hooks.stats[l as usize]))
+            .collect()
+    }
+
+    /// Zeroes the telemetry.
+    pub fn reset_cap_stats(&mut self) {
+        self.hooks
+            .stats
+            .iter_mut()
+            .for_each(|s| *s = LayerStats::default());
+    }
+
+    /// Registers a read-only observer of the outputs of `layers` (replacing any earlier one).
+    /// It sees every row of every decode, after capping when capping is on.
+    pub fn set_observer(
+        &mut self,
+        layers: &[u32],
+        observer: impl FnMut(&Observation<'_>) + Send + 'static,
+    ) {
+        self.hooks.set_observer(layers, Box::new(observer));
+    }
+
+    /// Removes the observer.
+    pub fn clear_observer(&mut self) {
+        self.hooks.clear_observer();
+    }
+
+    /// Applies control vectors (added to each block's output before the cap), or removes them
+    /// with `None`.
+    pub fn set_control_vector(
+        &mut self,
+        cv: Option<&ControlVector>,
+    ) -> Result<(), ControlVectorError> {
+        let code = match cv {
+            None => {
+                // SAFETY: a live context; NULL data clears the control vector.
+                unsafe {
+                    sys::llama_set_adapter_cvec(self.ctx.as_ptr(), std::ptr::null(), 0, 0, -1, -1)
+                }
+            }
+            Some(cv) => {
+                let n_embd = self.model.n_embd() as usize;
+                if cv.n_embd() != n_embd {
+                    return Err(ControlVectorError::EmbdMismatch {
+                        origin: "control vector".into(),
+                        n_embd: cv.n_embd(),
+                        expected: n_embd,
+                    });
+                }
+                let blocks = cv.range().blocks(self.model.n_layer());
+                if blocks.is_empty() {
+                    return Ok(());
+                }
+                let data = cv.data();
+                // SAFETY: `data` holds `data.len()` floats laid out as llama.cpp expects
+                // (layer 1 first, `n_embd` each); llama.cpp copies them.
+                unsafe {
+                    sys::llama_set_adapter_cvec(
+                        self.ctx.as_ptr(),
+                        data.as_ptr(),
+                        data.len(),
+                        n_embd as i32,
+                        *blocks.start() as i32,
+                        *blocks.end() as i32,
+                    )
+                }
+            }
+        };
+        if code != 0 {
+            return Err(ControlVectorError::Rejected(code));
+        }
+        // Cached keys and values were computed without (or with another) control vector.
+        self.clear();
+        Ok(())
     }
 
     /// The model this session runs.
@@ -301,7 +536,7 @@ impl Session {
 
     /// A handle that cancels generation from another thread.
     pub fn cancel_handle(&self) -> CancelHandle {
-        CancelHandle(self.cancel.clone())
+        CancelHandle(self.flags.clone())
     }
 
     /// Empties the KV cache.
@@ -377,8 +612,22 @@ impl Session {
                 }
             }
             self.batch.n_tokens = chunk.len() as i32;
+            self.hooks.seen.iter_mut().for_each(|s| *s = 0);
             // SAFETY: a live context and a batch filled above.
             let code = unsafe { sys::llama_decode(self.ctx.as_ptr(), self.batch) };
+            if let Some(message) = self.hooks.failure.take() {
+                // The graph was cut short: nothing in the cache can be trusted.
+                self.flags.hook_failed.store(false, Ordering::SeqCst);
+                self.clear();
+                return Err(DecodeError::Hook { message });
+            }
+            if let Some(layer) = self.missing_hook_point() {
+                self.clear();
+                return Err(DecodeError::Cap(CapError::NoHookPoint {
+                    arch: self.model.info().architecture.clone(),
+                    layer,
+                }));
+            }
             if code != 0 {
                 self.resync();
                 return Err(match code {
@@ -402,6 +651,17 @@ impl Session {
         Ok(())
     }
 
+    /// A capped block whose `l_out` the last decode never offered, if any.
+    fn missing_hook_point(&self) -> Option<u32> {
+        if !self.capping_enabled() {
+            return None;
+        }
+        let plan = self.hooks.plan.as_ref()?;
+        plan.capped_layers()
+            .map(|(l, _)| l)
+            .find(|&l| self.hooks.seen[l as usize] == 0)
+    }
+
     /// After a failed decode some ubatches may remain in the cache: trust llama.cpp's view.
     fn resync(&mut self) {
         // SAFETY: a live context.
@@ -420,7 +680,7 @@ impl Session {
         mut on_text: impl FnMut(&str) -> ControlFlow<()>,
     ) -> Result<GenerationStats, crate::Error> {
         let mut sampler = Sampler::new(&self.model, &params.sampling, self.n_ctx)?;
-        self.cancel.store(false, Ordering::SeqCst);
+        self.flags.cancel.store(false, Ordering::SeqCst);
         let t0 = Instant::now();
         let cached_tokens = self.prefill(prompt)?;
         let prompt_time = t0.elapsed();
@@ -431,7 +691,7 @@ impl Session {
         let mut stop = StopMatcher::new(&params.stop);
         let mut generated = 0usize;
         let reason = loop {
-            if self.cancel.load(Ordering::SeqCst) {
+            if self.flags.cancel.load(Ordering::SeqCst) {
                 break StopReason::Cancelled;
             }
             if params.max_tokens.is_some_and(|m| generated >= m) {

@@ -3,6 +3,7 @@
 mod axis_file;
 mod axis_set;
 mod axis_writer;
+mod capping;
 mod common;
 mod examples;
 mod layers;

@@ -1,0 +1,296 @@
+//! The context's eval callback: caps and observes `l_out-L` tensors while llama.cpp computes.
+
+use std::ffi::{c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use llama_cpp_sys_2 as sys;
+
+use super::config::CapPlan;
+use super::rows::{LayerStats, cap_rows};
+
+/// What an observer sees: one block's output after capping (when capping is on).
+#[derive(Debug)]
+pub struct Observation<'a> {
+    /// The block.
+    pub layer: u32,
+    /// Values per row.
+    pub n_embd: usize,
+    /// All rows computed in this pass, row-major (`rows.len() / n_embd` tokens). In the last
+    /// block only the rows whose logits were requested.
+    pub rows: &'a [f32],
+}
+
+impl Observation<'_> {
+    /// Number of rows.
+    pub fn n_rows(&self) -> usize {
+        self.rows.len() / self.n_embd.max(1)
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.rows[i * self.n_embd..(i + 1) * self.n_embd]
+    }
+}
+
+/// A read-only observer of chosen blocks.
+pub type ObserverFn = Box<dyn FnMut(&Observation<'_>) + Send>;
+
+struct Observer {
+    layers: Vec<bool>,
+    f: ObserverFn,
+}
+
+/// Flags the abort callback reads: a user cancel, or a failure inside the eval callback.
+#[derive(Debug, Default)]
+pub(crate) struct Flags {
+    pub(crate) cancel: AtomicBool,
+    pub(crate) hook_failed: AtomicBool,
+}
+
+/// State of the eval callback. Owned (boxed, so its address is stable) by the session; the
+/// callback only runs inside `llama_decode`, which the session calls with `&mut self`.
+pub(crate) struct Hooks {
+    n_embd: usize,
+    pub(crate) plan: Option<CapPlan>,
+    pub(crate) enabled: bool,
+    pub(crate) stats: Vec<LayerStats>,
+    /// How often each block's `l_out` was offered during the current decode.
+    pub(crate) seen: Vec<u32>,
+    observer: Option<Observer>,
+    scratch: Vec<f32>,
+    /// Why the last decode failed inside the callback (a panic or an unusable tensor).
+    pub(crate) failure: Option<String>,
+    flags: std::sync::Arc<Flags>,
+}
+
+impl Hooks {
+    pub(crate) fn new(n_layer: u32, n_embd: u32, flags: std::sync::Arc<Flags>) -> Self {
+        Self {
+            n_embd: n_embd as usize,
+            plan: None,
+            enabled: true,
+            stats: vec![LayerStats::default(); n_layer as usize],
+            seen: vec![0; n_layer as usize],
+            observer: None,
+            scratch: Vec::new(),
+            failure: None,
+            flags,
+        }
+    }
+
+    pub(crate) fn set_observer(&mut self, layers: &[u32], f: ObserverFn) {
+        let mut wanted = vec![false; self.seen.len()];
+        for &l in layers {
+            if let Some(w) = wanted.get_mut(l as usize) {
+                *w = true;
+            }
+        }
+        self.observer = Some(Observer { layers: wanted, f });
+    }
+
+    pub(crate) fn clear_observer(&mut self) {
+        self.observer = None;
+    }
+
+    fn capping(&self, layer: usize) -> bool {
+        self.enabled
+            && self
+                .plan
+                .as_ref()
+                .is_some_and(|p| p.layers.get(layer).is_some_and(Option::is_some))
+    }
+
+    fn observing(&self, layer: usize) -> bool {
+        self.observer
+            .as_ref()
+            .is_some_and(|o| o.layers.get(layer).copied().unwrap_or(false))
+    }
+
+    /// The "ask" phase: true exactly for `l_out-L` with L capped or observed.
+    fn wants(&mut self, t: &sys::ggml_tensor) -> bool {
+        let Some(layer) = l_out_layer(&t.name) else {
+            return false;
+        };
+        let layer = layer as usize;
+        if layer >= self.seen.len() {
+            return false;
+        }
+        self.seen[layer] += 1;
+        self.capping(layer) || self.observing(layer)
+    }
+
+    /// The data phase: cap in place (host) or through the scratch buffer (device), then let
+    /// the observer look. Returns false when the tensor cannot be used.
+    fn on_data(&mut self, t: &sys::ggml_tensor) -> Result<(), String> {
+        let Some(layer) = l_out_layer(&t.name).map(|l| l as usize) else {
+            return Ok(());
+        };
+        if t.type_ != sys::GGML_TYPE_F32 {
+            return Err(format!(
+                "l_out-{layer} has ggml type {}, expected F32",
+                t.type_
+            ));
+        }
+        if t.ne[0] as usize != self.n_embd {
+            return Err(format!(
+                "l_out-{layer} has rows of {} values, expected n_embd {}",
+                t.ne[0], self.n_embd
+            ));
+        }
+        // SAFETY: `t` is a live tensor handed to us by the scheduler.
+        if !unsafe { sys::ggml_is_contiguous(t) } {
+            return Err(format!("l_out-{layer} is not contiguous"));
+        }
+        // SAFETY: as above.
+        let n = unsafe { sys::ggml_nelements(t) } as usize;
+        if n == 0 {
+            return Ok(());
+        }
+        // SAFETY: a null buffer means plain host memory; otherwise ask the backend.
+        let host = t.buffer.is_null() || unsafe { sys::ggml_backend_buffer_is_host(t.buffer) };
+        let cap = self.capping(layer);
+        let data: &mut [f32] = if host {
+            // SAFETY: a computed, contiguous F32 tensor in host memory holds `n` floats at
+            // `data`; nothing else reads or writes it until this callback returns.
+            unsafe { std::slice::from_raw_parts_mut(t.data.cast::<f32>(), n) }
+        } else {
+            self.scratch.resize(n, 0.0);
+            // SAFETY: copies the tensor's `4 * n` bytes into a scratch buffer of that size.
+            unsafe { sys::ggml_backend_tensor_get(t, self.scratch.as_mut_ptr().cast(), 0, n * 4) };
+            &mut self.scratch
+        };
+        if cap {
+            let plan = self.plan.as_ref().expect("capping implies a plan");
+            let planned = plan.layers[layer]
+                .as_ref()
+                .expect("capping implies a layer");
+            cap_rows(
+                data,
+                &planned.axis,
+                planned.tau,
+                plan.alpha,
+                &mut self.stats[layer],
+            );
+        }
+        if let Some(obs) = self.observer.as_mut() {
+            if obs.layers[layer] {
+                (obs.f)(&Observation {
+                    layer: layer as u32,
+                    n_embd: self.n_embd,
+                    rows: data,
+                });
+            }
+        }
+        if cap && !host {
+            // SAFETY: writes the `4 * n` capped bytes back into the device tensor.
+            unsafe {
+                sys::ggml_backend_tensor_set(
+                    (t as *const sys::ggml_tensor).cast_mut(),
+                    self.scratch.as_ptr().cast(),
+                    0,
+                    n * 4,
+                )
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Parses `l_out-L` (L in canonical decimal) from a tensor name, without allocating.
+fn l_out_layer(name: &[c_char]) -> Option<u32> {
+    const PREFIX: &[u8] = b"l_out-";
+    if name.len() <= PREFIX.len() || name.iter().zip(PREFIX).any(|(&c, &p)| c as u8 != p) {
+        return None;
+    }
+    let digits = &name[PREFIX.len()..];
+    let mut value: u32 = 0;
+    let mut len = 0;
+    for &c in digits {
+        let b = c as u8;
+        if b == 0 {
+            break;
+        }
+        if !b.is_ascii_digit() || (len == 1 && value == 0) {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
+        len += 1;
+    }
+    // A name without a terminating NUL, or `l_out-` alone, is not ours.
+    (len > 0 && len < digits.len()).then_some(value)
+}
+
+/// The `cb_eval` trampoline. Never unwinds: a panic is caught, recorded, and the computation
+/// aborted; the session turns it into an error once `llama_decode` returns.
+pub(crate) unsafe extern "C" fn eval_trampoline(
+    t: *mut sys::ggml_tensor,
+    ask: bool,
+    user: *mut c_void,
+) -> bool {
+    if t.is_null() || user.is_null() {
+        return false;
+    }
+    // SAFETY: `user` is the session's boxed `Hooks`, alive for the context's lifetime and
+    // only touched here during `llama_decode`, which the session calls with `&mut self`.
+    let hooks = unsafe { &mut *user.cast::<Hooks>() };
+    if hooks.failure.is_some() {
+        return false;
+    }
+    // SAFETY: the scheduler passes a live tensor.
+    let t = unsafe { &*t };
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        if ask {
+            Ok(hooks.wants(t))
+        } else {
+            hooks.on_data(t).map(|()| true)
+        }
+    }));
+    let failure = match outcome {
+        Ok(Ok(b)) => return b,
+        Ok(Err(msg)) => msg,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            format!("panic in the eval callback: {msg}")
+        }
+    };
+    hooks.failure = Some(failure);
+    hooks.flags.hook_failed.store(true, Ordering::SeqCst);
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::l_out_layer;
+
+    fn name(s: &str) -> [std::ffi::c_char; 64] {
+        let mut n = [0; 64];
+        for (d, b) in n.iter_mut().zip(s.bytes()) {
+            *d = b as std::ffi::c_char;
+        }
+        n
+    }
+
+    #[test]
+    fn parses_exact_l_out_names_only() {
+        assert_eq!(l_out_layer(&name("l_out-0")), Some(0));
+        assert_eq!(l_out_layer(&name("l_out-22")), Some(22));
+        for bad in [
+            "l_out-",
+            "l_out-022",
+            "l_out-2a",
+            "l_out-22 (copy)",
+            "ffn_out-22",
+            "l_out_22",
+            "l_out",
+        ] {
+            assert_eq!(l_out_layer(&name(bad)), None, "{bad}");
+        }
+        let full = [b'1' as std::ffi::c_char; 64];
+        assert_eq!(l_out_layer(&full), None);
+    }
+}

@@ -1,0 +1,14 @@
+//! Activation capping: the plan (which blocks, which axis, which threshold), the row
+//! operation, the eval callback that applies it inside llama.cpp's graph, telemetry, the
+//! observer API and control vectors.
+
+mod config;
+mod cvec;
+pub(crate) mod hooks;
+mod rows;
+
+pub(crate) use config::check_alpha as config_check_alpha;
+pub use config::{CapConfig, CapError, CapPlan, PlannedLayer};
+pub use cvec::{ControlVector, ControlVectorError};
+pub use hooks::{Observation, ObserverFn};
+pub use rows::{LayerStats, cap_row, cap_rows, dot};
