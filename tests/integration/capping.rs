@@ -411,3 +411,19 @@ fn control_vectors_apply_before_the_cap() {
     s.prefill(&tokens(&m)).unwrap();
     assert_eq!(s.logits(), logits(&m, None).as_slice());
 }
+
+#[test]
+fn capping_works_on_another_architecture() {
+    let m = Model::load(
+        acap_testkit::tiny_qwen2(QuantType::Q8_0),
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(m.info().architecture, "qwen2");
+    let plain = logits(&m, None);
+    let high = CapConfig::new(axes(&[2, 5], &[(2, 1e6), (5, 1e6)]));
+    assert_eq!(plain, logits(&m, Some(high)));
+    let hard = CapConfig::new(axes(&[2, 5], &[])).with_threshold(Some(1e6));
+    assert_ne!(plain, logits(&m, Some(hard.clone())));
+    assert_ne!(greedy_text(&m, None), greedy_text(&m, Some(hard)));
+}

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 pub use acap::QuantType;
-pub use model::{LLAMA31_CHAT_TEMPLATE, ModelSpec, write_model};
+pub use model::{Arch, LLAMA31_CHAT_TEMPLATE, ModelSpec, write_model};
 
 /// Bumped whenever generated files change, so stale cache entries are never reused.
 const GENERATOR_VERSION: u32 = 2;
@@ -68,6 +68,7 @@ pub fn model_path(spec: &ModelSpec, quant: Option<QuantType>) -> Result<PathBuf,
     let f16 = dir.join(format!("{stem}-F16.gguf"));
     let _guard = GENERATING.lock().unwrap_or_else(|e| e.into_inner());
     if !f16.is_file() {
+        remove_stale(&dir, spec.name, &stem);
         write_model(spec, &f16)?;
     }
     let Some(q) = quant.filter(|q| *q != QuantType::F16) else {
@@ -82,7 +83,33 @@ pub fn model_path(spec: &ModelSpec, quant: Option<QuantType>) -> Result<PathBuf,
     Ok(out)
 }
 
+/// Removes files of the same preset made by another generator version or spec (names
+/// `{preset}-{16 hex digits}-{TYPE}.gguf` with a different hash), so the cache does not grow.
+fn remove_stale(dir: &std::path::Path, preset: &str, current_stem: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(preset).and_then(|r| r.strip_prefix('-')) else {
+            continue;
+        };
+        let is_ours = rest.len() > 17
+            && rest.as_bytes()[16] == b'-'
+            && rest[..16].bytes().all(|b| b.is_ascii_hexdigit());
+        if is_ours && !name.starts_with(current_stem) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The tiny model (n_embd 256, 8 blocks) in the given type.
 pub fn tiny(quant: QuantType) -> PathBuf {
     model_path(&ModelSpec::tiny(), Some(quant)).expect("generating the tiny test model")
+}
+
+/// The tiny shape with the Qwen2 architecture, in the given type.
+pub fn tiny_qwen2(quant: QuantType) -> PathBuf {
+    model_path(&ModelSpec::tiny_qwen2(), Some(quant)).expect("generating the tiny Qwen2 test model")
 }

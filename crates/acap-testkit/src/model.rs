@@ -28,11 +28,32 @@ pub const LLAMA31_CHAT_TEMPLATE: &str = concat!(
     "{%- endif %}\n",
 );
 
+/// The llama.cpp architecture a test model is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// `llama` (Llama 2/3).
+    Llama,
+    /// `qwen2`: the Llama layout plus q/k/v biases, a different graph builder in llama.cpp.
+    Qwen2,
+}
+
+impl Arch {
+    /// The `general.architecture` value and metadata key prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+        }
+    }
+}
+
 /// The shape and seed of a test model.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ModelSpec {
     /// Preset name, used in file names.
     pub name: &'static str,
+    /// Architecture.
+    pub arch: Arch,
     /// Hidden size (a multiple of 256 so K-quants apply).
     pub n_embd: u32,
     /// Decoder blocks.
@@ -58,6 +79,7 @@ impl ModelSpec {
     pub fn tiny() -> Self {
         Self {
             name: "tiny",
+            arch: Arch::Llama,
             n_embd: 256,
             n_layer: 8,
             n_ff: 768,
@@ -74,6 +96,7 @@ impl ModelSpec {
     pub fn small() -> Self {
         Self {
             name: "small",
+            arch: Arch::Llama,
             n_embd: 2048,
             n_layer: 16,
             n_ff: 8192,
@@ -90,6 +113,7 @@ impl ModelSpec {
     pub fn llama8b() -> Self {
         Self {
             name: "llama8b",
+            arch: Arch::Llama,
             n_embd: 4096,
             n_layer: 32,
             n_ff: 14336,
@@ -102,10 +126,21 @@ impl ModelSpec {
         }
     }
 
-    /// A preset by name (`tiny`, `small`, `llama8b`).
+    /// The tiny shape with the Qwen2 architecture (q/k/v biases, llama.cpp's qwen2 graph).
+    pub fn tiny_qwen2() -> Self {
+        Self {
+            name: "tiny-qwen2",
+            arch: Arch::Qwen2,
+            seed: 0xacab_0102,
+            ..Self::tiny()
+        }
+    }
+
+    /// A preset by name (`tiny`, `tiny-qwen2`, `small`, `llama8b`).
     pub fn by_name(name: &str) -> Option<Self> {
         match name {
             "tiny" => Some(Self::tiny()),
+            "tiny-qwen2" => Some(Self::tiny_qwen2()),
             "small" => Some(Self::small()),
             "llama8b" => Some(Self::llama8b()),
             _ => None,
@@ -148,22 +183,30 @@ pub fn write_model(spec: &ModelSpec, path: &Path) -> Result<(), WriteError> {
     let id = |t: &str| tokens.iter().position(|x| x == t).expect("special token") as u32;
     let (bos, eot) = (id("<|begin_of_text|>"), id("<|eot_id|>"));
 
+    let arch = spec.arch.name();
     let mut w = GgufWriter::new();
-    w.set("general.architecture", "llama")?;
+    w.set("general.architecture", arch)?;
     w.set("general.name", format!("acap-testkit {}", spec.name))?;
     w.set("general.file_type", 1u32)?;
-    w.set("llama.context_length", spec.n_ctx_train)?;
-    w.set("llama.embedding_length", spec.n_embd)?;
-    w.set("llama.block_count", spec.n_layer)?;
-    w.set("llama.feed_forward_length", spec.n_ff)?;
-    w.set("llama.attention.head_count", spec.n_head)?;
-    w.set("llama.attention.head_count_kv", spec.n_head_kv)?;
-    w.set("llama.rope.freq_base", 500_000.0f32)?;
-    w.set("llama.rope.dimension_count", spec.n_embd / spec.n_head)?;
-    w.set("llama.attention.layer_norm_rms_epsilon", 1e-5f32)?;
-    w.set("llama.vocab_size", n_vocab as u32)?;
+    w.set(format!("{arch}.context_length"), spec.n_ctx_train)?;
+    w.set(format!("{arch}.embedding_length"), spec.n_embd)?;
+    w.set(format!("{arch}.block_count"), spec.n_layer)?;
+    w.set(format!("{arch}.feed_forward_length"), spec.n_ff)?;
+    w.set(format!("{arch}.attention.head_count"), spec.n_head)?;
+    w.set(format!("{arch}.attention.head_count_kv"), spec.n_head_kv)?;
+    w.set(format!("{arch}.rope.freq_base"), 500_000.0f32)?;
+    w.set(
+        format!("{arch}.rope.dimension_count"),
+        spec.n_embd / spec.n_head,
+    )?;
+    w.set(format!("{arch}.attention.layer_norm_rms_epsilon"), 1e-5f32)?;
+    w.set(format!("{arch}.vocab_size"), n_vocab as u32)?;
     w.set("tokenizer.ggml.model", "gpt2")?;
-    w.set("tokenizer.ggml.pre", "llama-bpe")?;
+    let pre = match spec.arch {
+        Arch::Llama => "llama-bpe",
+        Arch::Qwen2 => "qwen2",
+    };
+    w.set("tokenizer.ggml.pre", pre)?;
     w.set("tokenizer.ggml.tokens", tokens)?;
     w.set("tokenizer.ggml.token_type", token_types.clone())?;
     w.set("tokenizer.ggml.merges", vocab.merges)?;
