@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use acap::{AxisFile, AxisSet, ThresholdSource};
+use acap::AxisFile;
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -55,45 +55,5 @@ fn run(args: Vec<String>) -> Result<String, String> {
         .map(AxisFile::open)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    for f in &files {
-        out += &format!(
-            "axis file {}: n_embd {}, {} direction(s), {} threshold key(s)",
-            f.origin(),
-            f.n_embd(),
-            f.directions().len(),
-            f.thresholds().len()
-        );
-        for (name, v) in [
-            ("model", f.model_hint()),
-            ("hook", f.hook()),
-            ("op", f.operation()),
-        ] {
-            if let Some(v) = v {
-                out += &format!(", {name} {v}");
-            }
-        }
-        out += "\n";
-    }
-    let set = AxisSet::new(files).map_err(|e| e.to_string())?;
-    let thresholds = set.thresholds(cli_threshold).map_err(|e| e.to_string())?;
-    out += "layer        norm         tau  source\n";
-    for (&layer, axis) in set.layers() {
-        let th = thresholds.for_layer(layer);
-        let source = match th.source {
-            ThresholdSource::File => format!("file (acap.threshold.{layer})"),
-            ThresholdSource::Cli => "--acap-threshold (negated)".into(),
-            ThresholdSource::DefaultOne => "default (global 1.0, negated)".into(),
-        };
-        let note = if axis.norm > 1e-8 {
-            ""
-        } else {
-            "  [zero axis: no-op]"
-        };
-        out += &format!(
-            "{layer:>5} {:>11.4} {:>11.4}  {source}{note}\n",
-            axis.norm, th.tau
-        );
-    }
-    Ok(out)
+    acap::axis::report(files, cli_threshold).map_err(|e| e.to_string())
 }

@@ -7,12 +7,14 @@
 
 mod error;
 mod file;
+mod report;
 mod set;
 mod threshold;
 mod writer;
 
 pub use error::{AxisError, AxisFileError, AxisSetError, AxisWriteError, ThresholdError};
 pub use file::AxisFile;
+pub use report::report;
 pub use set::{AxisSet, LayerAxis};
 pub use threshold::{Threshold, ThresholdSource, Thresholds};
 pub use writer::AxisWriter;

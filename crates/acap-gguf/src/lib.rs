@@ -23,6 +23,7 @@
 
 mod convert;
 mod cursor;
+mod dump;
 mod error;
 mod file;
 mod reader;
@@ -31,6 +32,7 @@ mod value;
 mod writer;
 
 pub use convert::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
+pub use dump::dump;
 pub use error::{Error, MetadataError, ParseError, ReadError, TensorError, WriteError};
 pub use file::{GgufFile, TensorInfo, TensorView};
 pub use types::{GgmlType, ValueType};

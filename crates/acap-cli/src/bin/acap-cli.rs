@@ -1,0 +1,5 @@
+//! `acap-cli`: a drop-in for the patched `llama-cli --acap ...`.
+
+fn main() -> std::process::ExitCode {
+    acap_cli::llama_cli::main_with(std::env::args().collect())
+}

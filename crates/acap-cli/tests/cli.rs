@@ -1,0 +1,449 @@
+//! `acap-cli` and `acap` run as subprocesses on the tiny test model.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use acap::{
+    AxisFile, AxisSet, AxisWriter, CapConfig, GenerateParams, LayerRange, Model, ModelParams,
+    QuantType, SamplingParams, Session, SessionParams,
+};
+
+fn model() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| acap_testkit::tiny(QuantType::Q8_0))
+}
+
+struct Run {
+    ok: bool,
+    code: i32,
+    out: String,
+    err: String,
+}
+
+fn run_with(bin: &str, args: &[&str], stdin: &str) -> Run {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    Run {
+        ok: o.status.success(),
+        code: o.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn cli(args: &[&str], stdin: &str) -> Run {
+    let m = model().to_str().unwrap().to_owned();
+    let mut all = vec!["-m", m.as_str(), "-t", "1", "--temp", "0"];
+    all.extend_from_slice(args);
+    run_with(env!("CARGO_BIN_EXE_acap-cli"), &all, stdin)
+}
+
+/// An axis file for the tiny model at `layers`, with optional per-layer thresholds.
+fn axis(dir: &Path, name: &str, layers: &[u32], taus: &[(u32, f32)], n_embd: usize) -> String {
+    let mut w = AxisWriter::new();
+    for &l in layers {
+        let v: Vec<f32> = (0..n_embd)
+            .map(|i| (((i as u32 + 1) * (l + 3)) % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        w = w.with_direction(l, v);
+    }
+    for &(l, t) in taus {
+        w = w.with_threshold(l, t);
+    }
+    let p = dir.join(name);
+    w.write_file(&p).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+const PROMPT: &str = "Once upon a time";
+
+#[test]
+fn completion_equals_the_library_and_is_deterministic() {
+    let a = cli(&["-no-cnv", "-p", PROMPT, "-n", "24"], "");
+    assert!(a.ok, "{}", a.err);
+    assert!(a.out.starts_with(PROMPT));
+    let b = cli(&["-no-cnv", "-p", PROMPT, "-n", "24"], "");
+    assert_eq!(a.out, b.out);
+    let m = Model::load(model(), ModelParams::default()).unwrap();
+    let mut s = Session::new(&m, SessionParams::default().with_threads(1)).unwrap();
+    let params = GenerateParams::default()
+        .with_max_tokens(24)
+        .with_sampling(SamplingParams::greedy());
+    let (text, _) = s.complete(PROMPT, &params).unwrap();
+    assert_eq!(a.out, format!("{PROMPT}{text}\n"));
+    let quiet = cli(
+        &["-no-cnv", "-p", PROMPT, "-n", "24", "--no-display-prompt"],
+        "",
+    );
+    assert_eq!(quiet.out, format!("{text}\n"));
+    assert!(a.err.contains("generation: 24 tokens"), "{}", a.err);
+}
+
+#[test]
+fn conversation_turns_from_stdin_reuse_the_cache() {
+    let r = cli(&["-n", "8", "-v"], "Hello there\nTell me a story\n");
+    assert!(r.ok, "{}", r.err);
+    let turns: Vec<&str> = r.err.lines().filter(|l| l.contains("turn:")).collect();
+    assert_eq!(turns.len(), 2, "{}", r.err);
+    // The second prompt contains the first turn and its reply, mostly served from the cache.
+    let nums = |l: &str| -> Vec<usize> {
+        l.split(|c: char| !c.is_ascii_digit())
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    };
+    let (first, second) = (nums(turns[0]), nums(turns[1]));
+    assert!(second[0] > first[0] + 8, "{turns:?}");
+    assert!(second[1] >= first[0], "{turns:?}");
+    assert_eq!(
+        r.out.lines().filter(|l| !l.is_empty()).count(),
+        2,
+        "{:?}",
+        r.out
+    );
+
+    // A trailing backslash continues the turn; /exit ends the session.
+    let r = cli(
+        &["-n", "4", "-v"],
+        "first line \\\nsecond line\n/exit\nnever read\n",
+    );
+    assert!(r.ok);
+    assert_eq!(
+        r.err.lines().filter(|l| l.contains("turn:")).count(),
+        1,
+        "{}",
+        r.err
+    );
+}
+
+#[test]
+fn single_turn_and_system_prompt() {
+    let r = cli(
+        &["-p", "Hello", "-st", "-n", "8", "-v"],
+        "this is never read\n",
+    );
+    assert!(r.ok, "{}", r.err);
+    assert_eq!(r.err.lines().filter(|l| l.contains("turn:")).count(), 1);
+    let plain = cli(&["-p", "Hello", "-st", "-n", "16"], "");
+    let sys = cli(
+        &[
+            "-p",
+            "Hello",
+            "-st",
+            "-n",
+            "16",
+            "-sys",
+            "You are a pirate.",
+        ],
+        "",
+    );
+    assert!(sys.ok);
+    assert_ne!(plain.out, sys.out);
+}
+
+#[test]
+fn each_capping_flag_changes_behaviour_as_specified() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ["-no-cnv", "-p", PROMPT, "-n", "24", "--no-display-prompt"];
+    let with = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        let r = cli(&a, "");
+        assert!(r.ok, "{extra:?}: {}", r.err);
+        r.out
+    };
+    let plain = with(&[]);
+    let hard = axis(dir.path(), "hard.gguf", &[2, 3, 4, 5, 6], &[], 256);
+    // --acap-threshold 1e6 means tau = -1e6: caps hard and changes the text (the reference's
+    // no-op cap would not).
+    let capped = with(&["--acap", &hard, "--acap-threshold", "1e6"]);
+    assert_ne!(capped, plain);
+    // A per-layer key far above every projection wins over the CLI value: no change.
+    let keyed = axis(dir.path(), "keyed.gguf", &[3], &[(3, 1e6)], 256);
+    assert_eq!(with(&["--acap", &keyed, "--acap-threshold", "1e6"]), plain);
+    // The range excludes every axis layer: an error, not an uncapped run.
+    let r = cli(
+        &[
+            &base[..],
+            &[
+                "--acap",
+                &hard,
+                "--acap-threshold",
+                "1e6",
+                "--acap-layer-range",
+                "7",
+                "7",
+            ],
+        ]
+        .concat(),
+        "",
+    );
+    assert!(!r.ok && r.err.contains("caps nothing"), "{}", r.err);
+    // The range selects a subset: different from capping all five blocks.
+    let subset = with(&[
+        "--acap",
+        &hard,
+        "--acap-threshold",
+        "1e6",
+        "--acap-layer-range",
+        "2",
+        "2",
+    ]);
+    assert_ne!(subset, plain);
+    assert_ne!(subset, capped);
+    // alpha 0 changes nothing.
+    assert_eq!(
+        with(&[
+            "--acap",
+            &hard,
+            "--acap-threshold",
+            "1e6",
+            "--acap-alpha",
+            "0"
+        ]),
+        plain
+    );
+    // Two files whose vectors cancel change nothing.
+    let m = Model::load(model(), ModelParams::default()).unwrap();
+    let one = AxisFile::open(&hard).unwrap();
+    let neg =
+        AxisWriter::new().with_direction(3, one.direction(3).unwrap().iter().map(|x| -x).collect());
+    let neg_path = dir.path().join("neg.gguf");
+    neg.write_file(&neg_path).unwrap();
+    let single = axis(dir.path(), "single.gguf", &[3], &[(3, -1e6)], 256);
+    let cancel = with(&[
+        "--acap",
+        &single,
+        "--acap",
+        neg_path.to_str().unwrap(),
+        "--acap-layer-range",
+        "3",
+        "3",
+    ]);
+    let one3 = AxisFile::open(&single).unwrap();
+    assert_eq!(one3.direction(3), one.direction(3));
+    assert_eq!(cancel, plain);
+    // The library agrees with the CLI on the capped text.
+    let cfg = CapConfig::new(AxisSet::open(&[&hard]).unwrap())
+        .with_threshold(Some(1e6))
+        .with_layer_range(LayerRange::default());
+    let mut s = Session::new(
+        &m,
+        SessionParams::default().with_threads(1).with_capping(cfg),
+    )
+    .unwrap();
+    let params = GenerateParams::default()
+        .with_max_tokens(24)
+        .with_sampling(SamplingParams::greedy());
+    assert_eq!(
+        capped,
+        format!("{}\n", s.complete(PROMPT, &params).unwrap().0)
+    );
+}
+
+#[test]
+fn acap_stats_are_printed_on_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ax = axis(dir.path(), "a.gguf", &[3, 5], &[(3, -1e6), (5, 1e6)], 256);
+    let r = cli(
+        &[
+            "-no-cnv",
+            "-p",
+            PROMPT,
+            "-n",
+            "8",
+            "--acap",
+            &ax,
+            "--acap-stats",
+        ],
+        "",
+    );
+    assert!(r.ok, "{}", r.err);
+    let line = |l: u32| {
+        r.err
+            .lines()
+            .find(|x| x.starts_with(&format!("acap stats: {l:>5}")))
+            .unwrap()
+            .to_owned()
+    };
+    let n_rows = |s: &str| -> Vec<u64> {
+        s.split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(|x| x.parse().unwrap())
+            .collect()
+    };
+    let (l3, l5) = (n_rows(&line(3)), n_rows(&line(5)));
+    assert_eq!(l3[0], l3[1], "every row capped at block 3: {}", line(3));
+    assert!(l3[0] > 8);
+    assert_eq!(l5[1], 0, "nothing capped at block 5: {}", line(5));
+}
+
+#[test]
+fn errors_exit_non_zero_naming_the_culprit_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = axis(dir.path(), "good.gguf", &[3], &[(3, -1.0)], 256);
+    let short = axis(dir.path(), "short.gguf", &[3], &[(3, -1.0)], 128);
+    let no_tau = axis(dir.path(), "notau.gguf", &[3], &[], 256);
+    let bad = dir.path().join("bad.gguf");
+    std::fs::write(&bad, "not gguf").unwrap();
+    let bad = bad.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--frobnicate"], "--frobnicate"),
+        (vec!["--temp", "hot"], "hot"),
+        (vec!["-n", "many"], "many"),
+        (vec!["--acap", bad], "bad.gguf"),
+        (vec!["--acap", "/no/such/axis.gguf"], "/no/such/axis.gguf"),
+        (vec!["--acap", &short], "n_embd"),
+        (vec!["--acap", &no_tau], "--acap-threshold"),
+        (vec!["--acap-threshold", "2"], "--acap"),
+        (vec!["--acap", &good, "--acap-alpha", "2"], "--acap-alpha"),
+        (vec!["--control-vector-scaled", &good, "big"], "big"),
+    ];
+    for (args, culprit) in cases {
+        let mut a = vec!["-no-cnv", "-p", PROMPT, "-n", "4"];
+        a.extend(args.iter().copied());
+        let r = cli(&a, "");
+        assert!(!r.ok, "{args:?} succeeded");
+        assert_ne!(r.code, 0);
+        assert!(r.err.contains(culprit), "{args:?}: {}", r.err);
+        assert!(r.out.is_empty(), "{args:?} printed {:?}", r.out);
+    }
+    let r = run_with(
+        env!("CARGO_BIN_EXE_acap-cli"),
+        &["-m", "/no/such/model.gguf", "-p", "x"],
+        "",
+    );
+    assert!(
+        !r.ok && r.err.contains("/no/such/model.gguf") && r.out.is_empty(),
+        "{}",
+        r.err
+    );
+    let r = run_with(env!("CARGO_BIN_EXE_acap-cli"), &["-p", "x"], "");
+    assert!(!r.ok && r.err.contains("-m"), "{}", r.err);
+}
+
+#[test]
+fn help_and_version() {
+    let r = run_with(env!("CARGO_BIN_EXE_acap-cli"), &["--help"], "");
+    assert!(r.ok);
+    for f in [
+        "-ngl, --n-gpu-layers N",
+        "-no-cnv, --no-conversation",
+        "--acap-layer-range START END",
+    ] {
+        assert!(r.out.contains(f), "{f}");
+    }
+    let r = run_with(env!("CARGO_BIN_EXE_acap-cli"), &["--version"], "");
+    assert!(r.ok && r.out.contains("llama.cpp"));
+}
+
+#[test]
+fn acap_tool_subcommands() {
+    let bin = env!("CARGO_BIN_EXE_acap");
+    let dir = tempfile::tempdir().unwrap();
+    let ax = axis(dir.path(), "a.gguf", &[3], &[(3, -2.5)], 256);
+    let r = run_with(
+        bin,
+        &["axis", "inspect", &ax, "-m", model().to_str().unwrap()],
+        "",
+    );
+    assert!(r.ok, "{}", r.err);
+    assert!(
+        r.out.contains("file (acap.threshold.3)") && r.out.contains("axes fit"),
+        "{}",
+        r.out
+    );
+    let short = axis(dir.path(), "s.gguf", &[3], &[(3, -2.5)], 128);
+    let r = run_with(
+        bin,
+        &["axis", "inspect", &short, "-m", model().to_str().unwrap()],
+        "",
+    );
+    assert!(!r.ok && r.err.contains("n_embd 128"), "{}", r.err);
+    let r = run_with(bin, &["gguf", "dump", model().to_str().unwrap()], "");
+    assert!(
+        r.ok && r.out.contains("general.architecture = \"llama\""),
+        "{}",
+        r.err
+    );
+    let r = run_with(bin, &["demo", "-n", "8"], "");
+    assert!(r.ok, "{}", r.err);
+    assert!(
+        r.out.contains("capped   reply:") && r.out.contains("capping telemetry"),
+        "{}",
+        r.out
+    );
+}
+
+#[test]
+fn ctrl_c_stops_the_reply_but_not_the_session() {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acap-cli"))
+        .args([
+            "-m",
+            model().to_str().unwrap(),
+            "-t",
+            "1",
+            "--temp",
+            "0",
+            "-n",
+            "3000",
+            "-c",
+            "4096",
+            "-v",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Tell me a long story\n").unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    // The reply is streaming: interrupt it, then end the session normally.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    stdin.write_all(b"/exit\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}: {err}");
+    let turn = err
+        .lines()
+        .find(|l| l.contains("turn:"))
+        .expect("turn stats");
+    let generated: usize = turn
+        .split_whitespace()
+        .rev()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(generated < 3000, "{turn}");
+}
