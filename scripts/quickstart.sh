@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
-# Sets up the machine and runs acap's main job.
+# Sets up the machine and runs acap's main job: `acap demo`, fully offline. It generates the
+# built-in tiny test model and a matching axis file, calibrates the thresholds, runs one chat
+# turn uncapped and capped, and prints the capping telemetry.
 #
-#   bash scripts/quickstart.sh                      # built-in tiny model, built-in prompt
-#   bash scripts/quickstart.sh -m MODEL.gguf -p "Your prompt" [-n 128] [--temp 0.7]
-#
-# Today the main job is streaming generation through acap's safe llama.cpp layer (capped chat
-# arrives with the capping engine and acap-cli). Without -m it uses the built-in tiny test
-# model, generated deterministically on first use (random weights: the text is gibberish, but
-# every step is the real path: GGUF, BPE tokenizer, Q8_0 weights, sampling, streaming).
+#   bash scripts/quickstart.sh                     # the demo
+#   bash scripts/quickstart.sh -m MODEL.gguf ...   # any acap-cli command line instead
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build -q --examples
+cargo build -q --release -p acap-cli
 if (($#)); then
-    exec target/debug/examples/generate "$@"
+    exec target/release/acap-cli "$@"
 fi
-exec target/debug/examples/generate -p "Hello, how are you today?" -n 48 --temp 0
+exec target/release/acap demo
