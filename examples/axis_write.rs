@@ -51,20 +51,12 @@ fn run(args: Vec<String>) -> Result<String, String> {
             "need 1 <= A <= B and n_embd > 0 (got layers {first} {last}, n_embd {n_embd})"
         ));
     }
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        // Uniform in [-1, 1).
-        (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    };
     let mut w = AxisWriter::new()
         .with_model_hint("demo (random directions)")
         .with_hook("l_out")
         .with_operation("cap");
     for layer in first..=last {
-        let v: Vec<f32> = (0..n_embd).map(|_| next()).collect();
+        let v = acap_testkit::random_vector(u64::from(layer), n_embd as usize);
         // Typical published thresholds lie between about -2.4 and -6.1.
         let tau = -2.4 - 3.7 * (layer - first) as f32 / (last - first).max(1) as f32;
         w = w.with_direction(layer, v).with_threshold(layer, tau);

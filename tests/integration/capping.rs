@@ -12,19 +12,6 @@ use crate::common::{QUANTS, load};
 
 const PROMPT: &str = "You are a helpful assistant. Tell me a story about a cat and a dog.";
 
-/// Deterministic values in [-1, 1).
-fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
 fn unit(v: &[f32]) -> Vec<f32> {
     let n = dot(v, v).sqrt();
     v.iter().map(|x| x / n).collect()
@@ -34,7 +21,7 @@ fn unit(v: &[f32]) -> Vec<f32> {
 fn axes(layers: &[u32], taus: &[(u32, f32)]) -> AxisSet {
     let mut w = AxisWriter::new();
     for &l in layers {
-        w = w.with_direction(l, values(u64::from(l) + 100, 256));
+        w = w.with_direction(l, acap_testkit::random_vector(u64::from(l) + 100, 256));
     }
     for &(l, t) in taus {
         w = w.with_threshold(l, t);
@@ -71,8 +58,8 @@ fn greedy_text(m: &Model, cap: Option<CapConfig>) -> String {
 #[test]
 fn row_operation_properties() {
     for seed in 0..200u64 {
-        let axis = unit(&values(seed, 256));
-        let row = values(seed + 1000, 256);
+        let axis = unit(&acap_testkit::random_vector(seed, 256));
+        let row = acap_testkit::random_vector(seed + 1000, 256);
         let p = dot(&axis, &row);
         for tau in [p - 1.0, p - 0.01, p, p + 0.5, -3.0, 3.0] {
             let mut h = row.clone();
@@ -176,7 +163,7 @@ fn layer_range_ends_are_inclusive() {
 #[test]
 fn files_whose_vectors_cancel_change_nothing() {
     let m = load(QuantType::Q8_0);
-    let v = values(7, 256);
+    let v = acap_testkit::random_vector(7, 256);
     let neg: Vec<f32> = v.iter().map(|x| -x).collect();
     let a = AxisWriter::new()
         .with_direction(3, v)

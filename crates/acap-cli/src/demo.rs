@@ -11,18 +11,6 @@ use acap::{
 /// Blocks the demo caps (the tiny model has 8).
 const LAYERS: std::ops::RangeInclusive<u32> = 3..=6;
 
-fn direction(layer: u32, n: usize) -> Vec<f32> {
-    let mut s = u64::from(layer).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
 /// Runs the demo, printing to stdout (text) and stderr (progress).
 pub fn run(prompt: &str, n_predict: usize) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
@@ -52,7 +40,7 @@ pub fn run(prompt: &str, n_predict: usize) -> Result<(), String> {
         .with_hook("l_out")
         .with_operation("cap");
     for l in LAYERS {
-        w = w.with_direction(l, direction(l, n_embd));
+        w = w.with_direction(l, acap_testkit::random_vector(u64::from(l), n_embd));
     }
     let raw = AxisSet::new(vec![
         AxisFile::from_bytes(w.to_bytes().map_err(|e| err(&e))?).map_err(|e| err(&e))?,

@@ -104,6 +104,13 @@ fn remove_stale(dir: &std::path::Path, preset: &str, current_stem: &str) {
     }
 }
 
+/// `n` deterministic pseudo-random values, uniform in [-1, 1): directions and rows for tests,
+/// demos and benchmarks.
+pub fn random_vector(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = rng::Rng::for_tensor(seed, "random_vector");
+    (0..n).map(|_| rng.uniform()).collect()
+}
+
 /// The tiny model (n_embd 256, 8 blocks) in the given type.
 pub fn tiny(quant: QuantType) -> PathBuf {
     model_path(&ModelSpec::tiny(), Some(quant)).expect("generating the tiny test model")

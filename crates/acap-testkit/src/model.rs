@@ -224,6 +224,7 @@ pub fn write_model(spec: &ModelSpec, path: &Path) -> Result<(), WriteError> {
     // Output rows scaled so logits have a standard deviation of about 8: greedy decoding then
     // has clear margins that small numeric differences (quantisation, threads) do not flip.
     let output_scale = 8.0 * 3.0f32.sqrt() / (e as f32).sqrt();
+    let uniform = |n: u64| Fill::Uniform(fan_in(n));
     add(
         &mut w,
         spec.seed,
@@ -232,58 +233,29 @@ pub fn write_model(spec: &ModelSpec, path: &Path) -> Result<(), WriteError> {
         Fill::Uniform(1.0),
     )?;
     for l in 0..spec.n_layer {
-        let b = |s: &str| format!("blk.{l}.{s}");
-        add(&mut w, spec.seed, &b("attn_norm.weight"), &[e], Fill::Ones)?;
-        add(
-            &mut w,
-            spec.seed,
-            &b("attn_q.weight"),
-            &[e, e],
-            Fill::Uniform(fan_in(e)),
-        )?;
-        add(
-            &mut w,
-            spec.seed,
-            &b("attn_k.weight"),
-            &[e, kv],
-            Fill::Uniform(fan_in(e)),
-        )?;
-        add(
-            &mut w,
-            spec.seed,
-            &b("attn_v.weight"),
-            &[e, kv],
-            Fill::Uniform(fan_in(e)),
-        )?;
-        add(
-            &mut w,
-            spec.seed,
-            &b("attn_output.weight"),
-            &[e, e],
-            Fill::Uniform(fan_in(e)),
-        )?;
-        add(&mut w, spec.seed, &b("ffn_norm.weight"), &[e], Fill::Ones)?;
-        add(
-            &mut w,
-            spec.seed,
-            &b("ffn_gate.weight"),
-            &[e, ff],
-            Fill::Uniform(fan_in(e)),
-        )?;
-        add(
-            &mut w,
-            spec.seed,
-            &b("ffn_up.weight"),
-            &[e, ff],
-            Fill::Uniform(fan_in(e)),
-        )?;
-        add(
-            &mut w,
-            spec.seed,
-            &b("ffn_down.weight"),
-            &[ff, e],
-            Fill::Uniform(fan_in(ff)),
-        )?;
+        let mut block = vec![
+            ("attn_norm.weight", vec![e], Fill::Ones),
+            ("attn_q.weight", vec![e, e], uniform(e)),
+            ("attn_k.weight", vec![e, kv], uniform(e)),
+            ("attn_v.weight", vec![e, kv], uniform(e)),
+        ];
+        if spec.arch == Arch::Qwen2 {
+            block.extend([
+                ("attn_q.bias", vec![e], Fill::Uniform(0.1)),
+                ("attn_k.bias", vec![kv], Fill::Uniform(0.1)),
+                ("attn_v.bias", vec![kv], Fill::Uniform(0.1)),
+            ]);
+        }
+        block.extend([
+            ("attn_output.weight", vec![e, e], uniform(e)),
+            ("ffn_norm.weight", vec![e], Fill::Ones),
+            ("ffn_gate.weight", vec![e, ff], uniform(e)),
+            ("ffn_up.weight", vec![e, ff], uniform(e)),
+            ("ffn_down.weight", vec![ff, e], uniform(ff)),
+        ]);
+        for (name, dims, fill) in block {
+            add(&mut w, spec.seed, &format!("blk.{l}.{name}"), &dims, fill)?;
+        }
     }
     add(&mut w, spec.seed, "output_norm.weight", &[e], Fill::Ones)?;
     // Greedy text stays readable: single bytes that are not printable ASCII (or a newline)
