@@ -19,7 +19,7 @@ pub use acap::QuantType;
 pub use model::{Arch, LLAMA31_CHAT_TEMPLATE, ModelSpec, write_model};
 
 /// Bumped whenever generated files change, so stale cache entries are never reused.
-const GENERATOR_VERSION: u32 = 2;
+const GENERATOR_VERSION: u32 = 3;
 
 /// Why a test model could not be produced.
 #[derive(Debug, thiserror::Error)]
