@@ -46,7 +46,13 @@ pub fn cache_dir() -> PathBuf {
     std::env::var_os("ACAP_TESTKIT_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/acap-testkit")
+            let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            // crates/acap-testkit -> the workspace root.
+            let root = crate_dir
+                .parent()
+                .and_then(|p| p.parent())
+                .unwrap_or(crate_dir);
+            root.join("target").join("acap-testkit")
         })
 }
 
