@@ -350,10 +350,13 @@ impl Session {
             return Ok(());
         }
         let enabled = std::mem::replace(&mut self.hooks.enabled, true);
+        // The probe row is not the user's data: the observer does not see it.
+        let observer = self.hooks.observer.take();
         let keep = self.cached.len();
         let token = self.model.token_bos().unwrap_or(0);
         let result = self.decode(&[token]);
         self.hooks.enabled = enabled;
+        self.hooks.observer = observer;
         if result.is_ok() {
             // SAFETY: a live context; drops the probe token from sequence 0.
             unsafe {

@@ -36,7 +36,7 @@ impl Observation<'_> {
 /// A read-only observer of chosen blocks.
 pub type ObserverFn = Box<dyn FnMut(&Observation<'_>) + Send>;
 
-struct Observer {
+pub(crate) struct Observer {
     layers: Vec<bool>,
     f: ObserverFn,
 }
@@ -57,7 +57,7 @@ pub(crate) struct Hooks {
     pub(crate) stats: Vec<LayerStats>,
     /// How often each block's `l_out` was offered during the current decode.
     pub(crate) seen: Vec<u32>,
-    observer: Option<Observer>,
+    pub(crate) observer: Option<Observer>,
     scratch: Vec<f32>,
     /// Why the last decode failed inside the callback (a panic or an unusable tensor).
     pub(crate) failure: Option<String>,

@@ -382,11 +382,13 @@ fn control_vectors_apply_before_the_cap() {
         assert!((p - b - 50.0).abs() < 0.05, "{b} -> {p}");
     }
 
-    // With the cap on the same block, the observer sees the sum capped at tau.
+    // With the cap on the same block, the observer sees the sum capped at tau (and not the
+    // probe token that validates the graph when capping is attached).
     let tau = base.iter().copied().fold(f32::MIN, f32::max);
+    seen.lock().unwrap().clear();
     s.set_capping(Some(CapConfig::new(axes(&[layer], &[(layer, tau)]))))
         .unwrap();
-    seen.lock().unwrap().clear();
+    assert!(seen.lock().unwrap().is_empty());
     s.clear();
     s.prefill(&tokens(&m)).unwrap();
     let capped = seen.lock().unwrap().clone();
