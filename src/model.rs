@@ -295,6 +295,13 @@ impl Model {
 }
 
 /// Reads the facts acap needs from the GGUF header, natively.
+impl ModelInfo {
+    /// Reads the facts from a model's GGUF header natively, without loading any weights.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, LoadError> {
+        read_info(path.as_ref())
+    }
+}
+
 fn read_info(path: &Path) -> Result<ModelInfo, LoadError> {
     let file_size = std::fs::metadata(path)
         .map_err(|source| LoadError::Io {

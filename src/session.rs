@@ -398,7 +398,7 @@ impl Session {
 
     /// Changes `alpha` for the following calls.
     pub fn set_cap_alpha(&mut self, alpha: f32) -> Result<(), CapError> {
-        crate::cap::config_check_alpha(alpha)?;
+        crate::cap::check_alpha(alpha)?;
         if let Some(plan) = self.hooks.plan.as_mut() {
             plan.alpha = alpha;
         }

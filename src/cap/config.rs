@@ -154,7 +154,8 @@ impl CapConfig {
     }
 }
 
-pub(crate) fn check_alpha(alpha: f32) -> Result<(), CapError> {
+/// Checks an `alpha` (`--acap-alpha`): a number in 0..=1.
+pub fn check_alpha(alpha: f32) -> Result<(), CapError> {
     if (0.0..=1.0).contains(&alpha) {
         Ok(())
     } else {

@@ -7,8 +7,7 @@ mod cvec;
 pub(crate) mod hooks;
 mod rows;
 
-pub(crate) use config::check_alpha as config_check_alpha;
-pub use config::{CapConfig, CapError, CapPlan, PlannedLayer};
+pub use config::{CapConfig, CapError, CapPlan, PlannedLayer, check_alpha};
 pub use cvec::{ControlVector, ControlVectorError};
 pub use hooks::{Observation, ObserverFn};
 pub use rows::{LayerStats, cap_row, cap_rows, dot};

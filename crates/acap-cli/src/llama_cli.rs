@@ -62,12 +62,8 @@ fn cap_config(a: &CliArgs) -> Result<Option<CapConfig>, String> {
         return Ok(None);
     }
     let axes = AxisSet::open(&a.acap).map_err(|e| e.to_string())?;
-    if let Some(t) = a.acap_threshold {
-        if !t.is_finite() {
-            return Err(format!("--acap-threshold {t} is not a finite number"));
-        }
-    }
-    // Fails here, before loading anything, when no threshold can be resolved.
+    // Fails here, before loading anything, when no threshold can be resolved (or the value is
+    // not a finite number).
     axes.thresholds(a.acap_threshold)
         .map_err(|e| e.to_string())?;
     let mut cfg = CapConfig::new(axes).with_threshold(a.acap_threshold);
@@ -75,9 +71,7 @@ fn cap_config(a: &CliArgs) -> Result<Option<CapConfig>, String> {
         cfg = cfg.with_layer_range(r);
     }
     if let Some(alpha) = a.acap_alpha {
-        if !(0.0..=1.0).contains(&alpha) {
-            return Err(format!("--acap-alpha {alpha} must be in 0..=1"));
-        }
+        acap::cap::check_alpha(alpha).map_err(|e| e.to_string())?;
         cfg = cfg.with_alpha(alpha);
     }
     Ok(Some(cfg))
@@ -241,7 +235,7 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
         log::info!("{plan}");
     }
 
-    let mut sampling = SamplingParams {
+    let sampling = SamplingParams {
         temperature: a.temp,
         top_k: a.top_k,
         top_p: a.top_p,
@@ -250,6 +244,7 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
         frequency_penalty: a.frequency_penalty,
         presence_penalty: a.presence_penalty,
         penalty_last_n: a.repeat_last_n,
+        // Negative means random, as in llama-cli; u32::MAX is llama.cpp's "random" marker.
         seed: u32::try_from(a.seed).ok(),
         grammar,
     };
@@ -259,7 +254,6 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
             a.seed
         ));
     }
-    sampling.seed = sampling.seed.filter(|_| a.seed >= 0);
     let params = GenerateParams {
         max_tokens: usize::try_from(a.n_predict).ok(),
         stop: a.reverse_prompt.clone(),

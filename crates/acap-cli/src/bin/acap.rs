@@ -133,16 +133,9 @@ fn inspect(
     );
     if let Some(model) = model {
         // Read natively: no weights are loaded.
-        let g = acap::gguf::GgufFile::open(model).map_err(|e| e.to_string())?;
-        let arch = g
-            .get_str("general.architecture")
-            .map_err(|e| e.to_string())?;
-        let get = |k: &str| {
-            g.get_uint(&format!("{arch}.{k}"))
-                .map_err(|e| e.to_string())
-        };
-        let (model_embd, n_layer) = (get("embedding_length")?, get("block_count")?);
-        if model_embd != n_embd as u64 {
+        let info = acap::ModelInfo::read(model).map_err(|e| e.to_string())?;
+        let (arch, model_embd, n_layer) = (&info.architecture, info.n_embd, info.n_layer);
+        if model_embd as usize != n_embd {
             return Err(format!(
                 "axis n_embd {n_embd} does not match {} (n_embd {model_embd})",
                 model.display()
@@ -152,7 +145,7 @@ fn inspect(
             "model {}: {arch}, n_embd {model_embd}, {n_layer} blocks: axes fit",
             model.display()
         );
-        if let Some(l) = max_layer.filter(|&l| u64::from(l) >= n_layer) {
+        if let Some(l) = max_layer.filter(|&l| l >= n_layer) {
             println!("note: layer {l} is beyond the model's blocks and will be ignored");
         }
     }
