@@ -4,8 +4,9 @@
 set -euo pipefail
 
 # Debian packages the build needs: llama-cpp-sys-2 builds llama.cpp with CMake and generates
-# its bindings with bindgen (libclang).
-APT_PACKAGES=(cmake clang libclang-dev)
+# its bindings with bindgen (libclang). The C API tests compile C and C++ programs (gcc, g++,
+# AddressSanitizer's runtime libasan) and use pkg-config.
+APT_PACKAGES=(cmake clang libclang-dev gcc g++ pkg-config)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -319,10 +319,15 @@ impl Session {
     /// Starts capping with `cap` (replacing any earlier configuration), or stops with `None`.
     /// The configuration is validated against the model and the graph is probed once, so an
     /// architecture without `l_out-L` tensors is an error here rather than an uncapped run.
+    ///
+    /// This and every other setter that changes what is capped empty the KV cache: keys and
+    /// values computed under other capping must not be reused for the following calls.
     pub fn set_capping(&mut self, cap: Option<CapConfig>) -> Result<(), CapError> {
         match cap {
             None => {
-                self.hooks.plan = None;
+                if self.hooks.plan.take().is_some() {
+                    self.clear();
+                }
                 self.cap_config = None;
                 Ok(())
             }
@@ -340,6 +345,7 @@ impl Session {
             return Err(e);
         }
         self.reset_cap_stats();
+        self.clear();
         Ok(())
     }
 
@@ -388,7 +394,12 @@ impl Session {
     /// Switches capping on or off for the following calls without rebuilding anything (the
     /// reward evaluator runs uncapped). On by default once configured.
     pub fn set_capping_enabled(&mut self, on: bool) {
-        self.hooks.enabled = on;
+        if self.hooks.enabled != on {
+            self.hooks.enabled = on;
+            if self.hooks.plan.is_some() {
+                self.clear();
+            }
+        }
     }
 
     /// Whether capping is configured and switched on.
@@ -400,7 +411,10 @@ impl Session {
     pub fn set_cap_alpha(&mut self, alpha: f32) -> Result<(), CapError> {
         crate::cap::check_alpha(alpha)?;
         if let Some(plan) = self.hooks.plan.as_mut() {
-            plan.alpha = alpha;
+            if plan.alpha != alpha {
+                plan.alpha = alpha;
+                self.clear();
+            }
         }
         if let Some(cfg) = self.cap_config.take() {
             self.cap_config = Some(cfg.with_alpha(alpha));
@@ -415,7 +429,10 @@ impl Session {
         };
         let cfg = cfg.with_threshold(cli);
         let plan = cfg.plan(&self.model)?;
-        self.hooks.plan = Some(plan);
+        if self.hooks.plan.as_ref() != Some(&plan) {
+            self.hooks.plan = Some(plan);
+            self.clear();
+        }
         self.cap_config = Some(cfg);
         Ok(())
     }
@@ -430,7 +447,11 @@ impl Session {
             .and_then(Option::as_mut);
         match slot {
             Some(l) if tau.is_finite() => {
+                let changed = l.tau != tau;
                 l.tau = tau;
+                if changed {
+                    self.clear();
+                }
                 Ok(())
             }
             Some(_) => Err(CapError::Threshold(
@@ -624,13 +645,6 @@ impl Session {
                 self.clear();
                 return Err(DecodeError::Hook { message });
             }
-            if let Some(layer) = self.missing_hook_point() {
-                self.clear();
-                return Err(DecodeError::Cap(CapError::NoHookPoint {
-                    arch: self.model.info().architecture.clone(),
-                    layer,
-                }));
-            }
             if code != 0 {
                 self.resync();
                 return Err(match code {
@@ -648,6 +662,15 @@ impl Session {
                         },
                     },
                 });
+            }
+            // Only a graph that ran to the end shows which hook points exist (an aborted one
+            // stops early and would look like a model without them).
+            if let Some(layer) = self.missing_hook_point() {
+                self.clear();
+                return Err(DecodeError::Cap(CapError::NoHookPoint {
+                    arch: self.model.info().architecture.clone(),
+                    layer,
+                }));
             }
             self.cached.extend_from_slice(chunk);
         }
@@ -716,6 +739,10 @@ impl Session {
             }
             if self.cached.len() >= self.n_ctx as usize {
                 break StopReason::ContextFull;
+            }
+            // Cancelled from inside `on_text` or meanwhile from another thread.
+            if self.flags.cancel.load(Ordering::SeqCst) {
+                break StopReason::Cancelled;
             }
             match self.decode(&[token]) {
                 Ok(()) => {}

@@ -416,3 +416,98 @@ fn capping_works_on_another_architecture() {
     assert_ne!(plain, logits(&m, Some(hard.clone())));
     assert_ne!(greedy_text(&m, None), greedy_text(&m, Some(hard)));
 }
+
+/// A cancel that lands while a capped graph is running aborts it part-way; that is a
+/// cancellation, not a model without hook points, and the session stays usable.
+#[test]
+fn cancel_during_a_capped_decode_is_a_cancellation() {
+    let m = load(QuantType::Q8_0);
+    let cap = CapConfig::new(axes(
+        &[2, 3, 4, 5, 6],
+        &[(2, 0.0), (3, 0.0), (4, 0.0), (5, 0.0), (6, 0.0)],
+    ));
+    let expected = greedy_text(&m, Some(cap.clone()));
+    let mut p = params();
+    p.capping = Some(cap);
+    let mut s = Session::new(&m, p).unwrap();
+    let handle = s.cancel_handle();
+    let calls = Arc::new(Mutex::new(0usize));
+    let seen = calls.clone();
+    // Block 2's output is observed mid-graph: cancelling there aborts blocks 3..6.
+    s.set_observer(&[2], move |_| {
+        let mut n = seen.lock().unwrap();
+        *n += 1;
+        if *n == 4 {
+            handle.cancel();
+        }
+    });
+    let gp = GenerateParams::default()
+        .with_max_tokens(24)
+        .with_sampling(SamplingParams::greedy());
+    let stats = s
+        .generate(PROMPT, &gp, |_| std::ops::ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!(stats.stop_reason, acap::StopReason::Cancelled);
+    assert!(stats.generated_tokens < 24);
+    s.clear_observer();
+    assert_eq!(s.complete(PROMPT, &gp).unwrap().0, expected);
+}
+
+/// Changing capping mid-session must not reuse keys and values computed under the old setting:
+/// the text equals that of a fresh session with the new setting, in both directions.
+#[test]
+fn changing_capping_never_reuses_stale_kv_cache() {
+    let m = load(QuantType::Q8_0);
+    let taus: Vec<(u32, f32)> = (2..=6).map(|l| (l, -2.0)).collect();
+    let cap = CapConfig::new(axes(&[2, 3, 4, 5, 6], &taus));
+    let capped = greedy_text(&m, Some(cap.clone()));
+    let uncapped = greedy_text(&m, None);
+    assert_ne!(capped, uncapped);
+    let gp = GenerateParams::default()
+        .with_max_tokens(24)
+        .with_sampling(SamplingParams::greedy());
+    let mut s = Session::new(&m, params()).unwrap();
+    assert_eq!(s.complete(PROMPT, &gp).unwrap().0, uncapped);
+    s.set_capping(Some(cap)).unwrap();
+    assert_eq!(
+        s.complete(PROMPT, &gp).unwrap().0,
+        capped,
+        "after set_capping"
+    );
+    s.set_capping_enabled(false);
+    assert_eq!(
+        s.complete(PROMPT, &gp).unwrap().0,
+        uncapped,
+        "after disabling"
+    );
+    s.set_capping_enabled(true);
+    assert_eq!(s.complete(PROMPT, &gp).unwrap().0, capped, "after enabling");
+    s.set_cap_alpha(0.0).unwrap();
+    assert_eq!(
+        s.complete(PROMPT, &gp).unwrap().0,
+        uncapped,
+        "after alpha 0"
+    );
+    s.set_cap_alpha(1.0).unwrap();
+    assert_eq!(s.complete(PROMPT, &gp).unwrap().0, capped, "after alpha 1");
+    for l in 2..=6 {
+        s.set_layer_tau(l, 1e6).unwrap();
+    }
+    assert_eq!(
+        s.complete(PROMPT, &gp).unwrap().0,
+        uncapped,
+        "after loose taus"
+    );
+    s.set_cap_threshold(None).unwrap();
+    assert_eq!(
+        s.complete(PROMPT, &gp).unwrap().0,
+        capped,
+        "after file thresholds"
+    );
+    s.set_capping(None).unwrap();
+    assert_eq!(
+        s.complete(PROMPT, &gp).unwrap().0,
+        uncapped,
+        "after removing"
+    );
+}
