@@ -175,6 +175,12 @@ typedef struct acap_axes acap_axes;
 typedef struct acap_control_vector acap_control_vector;
 
 /**
+ * A parsed evaluation. Released by `acap_evaluation_free`; its strings live as long as it.
+ * Reading is thread-safe.
+ */
+typedef struct acap_evaluation acap_evaluation;
+
+/**
  * A loaded model. Created by `acap_model_load`, released by `acap_model_free`. Sessions
  * hold their own reference, so a model may be freed while sessions over it still run.
  * All model functions are thread-safe: a model may be shared by threads and sessions.
@@ -222,6 +228,32 @@ typedef struct acap_axes_info {
    */
   size_t n_thresholds;
 } acap_axes_info;
+
+/**
+ * How to evaluate. Start from `acap_evaluator_params_default()`.
+ */
+typedef struct acap_evaluator_params {
+  /**
+   * 6 (default) or 5 (the v8 model card) dimensions.
+   */
+  uint32_t dimensions;
+  /**
+   * The system prompt the model was trained with, or NULL for acap's own. Borrowed.
+   */
+  const char *system_prompt;
+  /**
+   * Temperature (default 0.3).
+   */
+  float temperature;
+  /**
+   * Seed; `ACAP_SEED_RANDOM` picks one.
+   */
+  uint32_t seed;
+  /**
+   * Most tokens of the answer (default 1000).
+   */
+  uint32_t max_tokens;
+} acap_evaluator_params;
 
 /**
  * How tokens are picked. Defaults (`acap_generate_params_default`) are llama-cli's.
@@ -583,6 +615,72 @@ void acap_control_vector_free(struct acap_control_vector *cv);
  * copy it to keep it. Never returns NULL. Thread-safe (each thread has its own message).
  */
 const char *acap_last_error_message(void);
+
+/**
+ * The reference settings: 6 dimensions, acap's system prompt, temperature 0.3, random seed,
+ * 1000 tokens (frequency penalty 0.5 and the forcing grammar are always applied).
+ * Thread-safe.
+ */
+struct acap_evaluator_params acap_evaluator_params_default(void);
+
+/**
+ * Scores `response` to `prompt` with the session's model (spec section 8): the answer is
+ * forced into the evaluator format by a grammar and parsed. Capping is switched off for the
+ * evaluation and restored afterwards. On success `*evaluation_out` receives a new object
+ * released with `acap_evaluation_free`. Thread-safety: one call per session at a time.
+ */
+enum acap_result acap_session_evaluate(struct acap_session *session, const char *prompt, const char *response, const struct acap_evaluator_params *params, struct acap_evaluation **evaluation_out);
+
+/**
+ * Parses evaluator output obtained elsewhere (another server, a log) with the same tolerant
+ * rules, for a 5- or 6-dimension rubric. On success `*evaluation_out` receives a new object
+ * released with `acap_evaluation_free`. Thread-safe.
+ */
+enum acap_result acap_evaluation_parse(const char *text, uint32_t dimensions, struct acap_evaluation **evaluation_out);
+
+/**
+ * The number of dimensions (0 for NULL). Thread-safe.
+ */
+size_t acap_evaluation_dimension_count(const struct acap_evaluation *e);
+
+/**
+ * The name of dimension `i` (owned by the evaluation), or NULL when out of range.
+ * Thread-safe.
+ */
+const char *acap_evaluation_dimension_name(const struct acap_evaluation *e, size_t i);
+
+/**
+ * The score (1..10) of dimension `i`, or NaN when it did not parse or `i` is out of range.
+ * Thread-safe.
+ */
+float acap_evaluation_score(const struct acap_evaluation *e, size_t i);
+
+/**
+ * The overall score (1..10), or NaN when none was found. Thread-safe.
+ */
+float acap_evaluation_overall(const struct acap_evaluation *e);
+
+/**
+ * Whether a parsing fallback was needed (positional scores, or an overall guessed from the
+ * last score or averaged from the dimensions, or missing). Thread-safe.
+ */
+bool acap_evaluation_is_fallback(const struct acap_evaluation *e);
+
+/**
+ * The red-flags text (owned by the evaluation), or NULL when absent. Thread-safe.
+ */
+const char *acap_evaluation_red_flags(const struct acap_evaluation *e);
+
+/**
+ * The model's raw answer (owned by the evaluation); NULL only for a NULL evaluation.
+ * Thread-safe.
+ */
+const char *acap_evaluation_raw(const struct acap_evaluation *e);
+
+/**
+ * Releases an evaluation. NULL is a no-op. Thread-safety: no other call may use it meanwhile.
+ */
+void acap_evaluation_free(struct acap_evaluation *e);
 
 /**
  * llama-cli's defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalties

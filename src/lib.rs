@@ -11,6 +11,8 @@
 //!   [`AxisSet`], the f32 normalisation and the per-layer threshold rules;
 //! * [`layers`]: which decoder blocks a `--acap-layer-range` selects.
 //!
+//! * [`eval`]: the reward evaluator (rubric, grammar, tolerant parser).
+//!
 //! GGUF parsing is native, in [`gguf`] (re-exported `acap-gguf`).
 
 pub mod axis;
@@ -18,6 +20,7 @@ mod backend;
 pub mod cap;
 mod chat;
 mod error;
+pub mod eval;
 pub mod layers;
 mod model;
 mod quantize;

@@ -23,6 +23,7 @@ pub struct ModelParams {
     n_gpu_layers: i32,
     use_mmap: Option<bool>,
     use_mlock: bool,
+    no_repack: bool,
     progress: Option<ProgressFn>,
 }
 
@@ -32,6 +33,7 @@ impl std::fmt::Debug for ModelParams {
             .field("n_gpu_layers", &self.n_gpu_layers)
             .field("use_mmap", &self.use_mmap)
             .field("use_mlock", &self.use_mlock)
+            .field("no_repack", &self.no_repack)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -56,6 +58,15 @@ impl ModelParams {
     #[must_use]
     pub fn with_mlock(mut self, on: bool) -> Self {
         self.use_mlock = on;
+        self
+    }
+
+    /// Let llama.cpp's CPU backend repack weights into interleaved layouts for faster matrix
+    /// products (the default; `--no-repack` turns it off). Repacked tensors are copies in
+    /// anonymous memory, not pages of the mapped file.
+    #[must_use]
+    pub fn with_repack(mut self, on: bool) -> Self {
+        self.no_repack = !on;
         self
     }
 
@@ -168,6 +179,7 @@ impl Model {
         // SAFETY: returns a plain struct of defaults.
         let mut mp = unsafe { sys::llama_model_default_params() };
         mp.n_gpu_layers = params.n_gpu_layers;
+        mp.use_extra_bufts = !params.no_repack;
         let mmap = params
             .use_mmap
             // SAFETY: a pure query.

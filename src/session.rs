@@ -34,6 +34,9 @@ pub struct SessionParams {
     pub n_threads_batch: u32,
     /// Activation capping to apply from the start (validated against the model).
     pub capping: Option<CapConfig>,
+    /// Install the eval callback (default). Without it the session is plain llama.cpp: the
+    /// baseline benchmarks compare against; capping is then refused and observers never run.
+    pub eval_callback: bool,
 }
 
 impl Default for SessionParams {
@@ -45,6 +48,7 @@ impl Default for SessionParams {
             n_threads: 0,
             n_threads_batch: 0,
             capping: None,
+            eval_callback: true,
         }
     }
 }
@@ -75,6 +79,13 @@ impl SessionParams {
     #[must_use]
     pub fn with_threads(mut self, n: u32) -> Self {
         self.n_threads = n;
+        self
+    }
+
+    /// Installs the eval callback or not (see [`SessionParams::eval_callback`]).
+    #[must_use]
+    pub fn with_eval_callback(mut self, on: bool) -> Self {
+        self.eval_callback = on;
         self
     }
 
@@ -209,6 +220,7 @@ pub struct Session {
     /// The eval callback's state; boxed so the pointer llama.cpp holds stays valid.
     hooks: Box<Hooks>,
     cap_config: Option<CapConfig>,
+    eval_callback: bool,
 }
 
 // SAFETY: a llama context has no thread affinity; `Session` owns it exclusively (together
@@ -263,6 +275,9 @@ impl Session {
         } else {
             params.n_threads_batch as i32
         };
+        if params.capping.is_some() && !params.eval_callback {
+            return Err(SessionError::Cap(CapError::NoEvalCallback));
+        }
         let plan = params.capping.as_ref().map(|c| c.plan(model)).transpose()?;
         let flags = Arc::new(Flags::default());
         let mut hooks = Box::new(Hooks::new(model.n_layer(), model.n_embd(), flags.clone()));
@@ -280,8 +295,10 @@ impl Session {
         // The eval callback is always installed, so capping and observers can be switched on
         // and off without rebuilding the context; with nothing to cap or observe it only
         // compares tensor names.
-        cp.cb_eval = Some(hooks::eval_trampoline);
-        cp.cb_eval_user_data = (&mut *hooks as *mut Hooks).cast();
+        if params.eval_callback {
+            cp.cb_eval = Some(hooks::eval_trampoline);
+            cp.cb_eval_user_data = (&mut *hooks as *mut Hooks).cast();
+        }
 
         backend::clear_last_error();
         // SAFETY: the model is live (and kept alive by `self.model`); `cp` starts from
@@ -303,12 +320,14 @@ impl Session {
             ctx,
             batch,
             model: model.clone(),
-            cached: Vec::new(),
+            // Reserved up front: decode steps never grow it (no allocation per token).
+            cached: Vec::with_capacity(n_ctx as usize),
             n_ctx,
             n_batch,
             flags,
             hooks,
             cap_config: None,
+            eval_callback: params.eval_callback,
         };
         if let (Some(plan), Some(cfg)) = (plan, params.capping) {
             session.install(cfg, plan).map_err(SessionError::Cap)?;
@@ -331,6 +350,7 @@ impl Session {
                 self.cap_config = None;
                 Ok(())
             }
+            Some(_) if !self.eval_callback => Err(CapError::NoEvalCallback),
             Some(cfg) => {
                 let plan = cfg.plan(&self.model)?;
                 self.install(cfg, plan)

@@ -15,6 +15,7 @@
 
 mod axes;
 mod boundary;
+mod evaluate;
 mod generate;
 mod memory;
 mod model;
@@ -23,6 +24,7 @@ mod session;
 mod version;
 
 pub use axes::{acap_axes, acap_axes_info, acap_control_vector};
+pub use evaluate::{acap_evaluation, acap_evaluator_params};
 pub use generate::{
     ACAP_SEED_RANDOM, acap_generate_params, acap_generation_stats, acap_sampling_params,
     acap_stop_reason, acap_text_callback,

@@ -145,7 +145,7 @@ pub unsafe extern "C" fn acap_session_new(
             n_ubatch: p.n_ubatch,
             n_threads: p.n_threads,
             n_threads_batch: p.n_threads_batch,
-            capping: None,
+            ..SessionParams::default()
         };
         let session = Session::new(model, params)?;
         let handle = acap_session {

@@ -148,7 +148,7 @@ fn compile(compiler: &str, std: &str, src: &Path, exe: &Path, extra: &[&str]) {
         .arg("-L")
         .arg(&lib)
         .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .args(["-lacap", "-lpthread"])
+        .args(["-lacap", "-lpthread", "-lm"])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
     assert!(

@@ -51,6 +51,10 @@ pub enum CapError {
         /// The block.
         layer: u32,
     },
+    /// The session was created without the eval callback (a measuring baseline), so it
+    /// cannot cap.
+    #[error("this session was created without the eval callback and cannot cap")]
+    NoEvalCallback,
     /// The model's graph has no `l_out-L` tensor for a capped block.
     #[error("cannot cap architecture '{arch}': its graph has no tensor named l_out-{layer}")]
     NoHookPoint {

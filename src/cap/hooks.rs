@@ -165,13 +165,10 @@ impl Hooks {
             let planned = plan.layers[layer]
                 .as_ref()
                 .expect("capping implies a layer");
-            cap_rows(
-                data,
-                &planned.axis,
-                planned.tau,
-                plan.alpha,
-                &mut self.stats[layer],
-            );
+            let started = std::time::Instant::now();
+            let stats = &mut self.stats[layer];
+            cap_rows(data, &planned.axis, planned.tau, plan.alpha, stats);
+            stats.nanos += started.elapsed().as_nanos() as u64;
         }
         if let Some(obs) = self.observer.as_mut() {
             if obs.layers[layer] {

@@ -57,6 +57,9 @@ pub struct LayerStats {
     pub sum_excess: f64,
     /// Largest excess seen.
     pub max_excess: f32,
+    /// Time spent capping this block's rows inside the eval callback (projections and
+    /// updates), in nanoseconds: the callback's own cost.
+    pub nanos: u64,
 }
 
 impl LayerStats {

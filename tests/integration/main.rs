@@ -1,12 +1,18 @@
 //! acap's integration tests: one binary, one module per area.
 
+mod alloc_free;
 mod axis_file;
 mod axis_set;
 mod axis_writer;
 mod capping;
 mod common;
+mod eval;
 mod examples;
 mod layers;
 mod llama_model;
 mod llama_session;
 mod thresholds;
+
+/// Counts heap allocations for `alloc_free` (only while a test asks it to).
+#[global_allocator]
+static ALLOCATOR: alloc_free::CountingAllocator = alloc_free::CountingAllocator;

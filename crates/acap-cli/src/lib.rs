@@ -2,6 +2,8 @@
 //! takes effect) and `acap` (demo and file tools).
 
 pub mod args;
+pub mod bench;
 pub mod demo;
 pub mod escape;
+pub mod judge;
 pub mod llama_cli;

@@ -447,3 +447,206 @@ fn ctrl_c_stops_the_reply_but_not_the_session() {
         .unwrap();
     assert!(generated < 3000, "{turn}");
 }
+
+/// A short `acap bench` run (correctness, not timing): every configuration of every test is
+/// measured the asked number of times, the capped configuration caps every row and the no-op
+/// one none, and the JSON carries the ratios, memory and roofline fields.
+#[test]
+fn bench_smoke_run_reports_every_field() {
+    let m = model().to_str().unwrap();
+    let r = run_with(
+        env!("CARGO_BIN_EXE_acap"),
+        &[
+            "bench",
+            "-m",
+            m,
+            "-m",
+            "tiny:q4_k_m",
+            "-p",
+            "16",
+            "-n",
+            "4",
+            "-r",
+            "2",
+            "-t",
+            "1",
+            "-ngl",
+            "0",
+            "-ub",
+            "16",
+            "-o",
+            "json",
+            "--bandwidth-mib",
+            "16",
+        ],
+        "",
+    );
+    assert!(r.ok, "{}", r.err);
+    let v: serde_json::Value = serde_json::from_str(&r.out).expect("JSON on stdout");
+    assert!(v["memory_bandwidth_bytes_per_s"].as_f64().unwrap() > 1e8);
+    assert_eq!(v["n_ubatch"], 16);
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    for m in models {
+        assert_eq!(m["capped_layers"], serde_json::json!([1, 2, 3, 4, 5, 6, 7]));
+        assert_eq!(m["capped_fraction"], 1.0);
+        assert!(m["rows_seen"].as_u64().unwrap() > 0);
+        assert!(m["peak_rss_bytes"].as_u64().unwrap() > 0);
+        assert!(m["load_s"].as_f64().unwrap() >= 0.0);
+        assert!(m["callback_ns_per_row"]["capped"].as_f64().unwrap() > 0.0);
+        assert!(m["roofline"]["achieved_bytes_per_s"].as_f64().unwrap() > 0.0);
+        let tests = m["tests"].as_array().unwrap();
+        let names: Vec<&str> = tests.iter().map(|t| t["test"].as_str().unwrap()).collect();
+        assert_eq!(names, ["pp16", "tg4"]);
+        for t in tests {
+            for config in ["uncapped", "noop", "capped"] {
+                assert_eq!(t[format!("{config}_samples")].as_array().unwrap().len(), 2);
+                let s = &t[config];
+                assert!(s["min"].as_f64().unwrap() <= s["median"].as_f64().unwrap());
+                assert!(s["median"].as_f64().unwrap() <= s["max"].as_f64().unwrap());
+            }
+            assert!(t["ratio"]["median"].as_f64().unwrap() > 0.0);
+        }
+    }
+    // The markdown table, as llama-bench prints it.
+    let r = run_with(
+        env!("CARGO_BIN_EXE_acap"),
+        &[
+            "bench",
+            "-m",
+            m,
+            "-p",
+            "8",
+            "-n",
+            "0",
+            "-r",
+            "1",
+            "-t",
+            "1",
+            "--bandwidth-mib",
+            "16",
+        ],
+        "",
+    );
+    assert!(r.ok, "{}", r.err);
+    assert!(
+        r.out.contains("| model | size | params | test |"),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("pp8") && !r.out.contains("tg"), "{}", r.out);
+    // Bad input: a clear error, exit 1.
+    let r = run_with(
+        env!("CARGO_BIN_EXE_acap"),
+        &["bench", "-m", "no-such-model", "-r", "1"],
+        "",
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("no-such-model"), "{}", r.err);
+}
+
+/// `acap judge`: one pair (text and JSON), and a JSONL batch with paraphrase groups, A/B pairs
+/// and malformed lines (skipped with their line numbers, or fatal with --strict).
+#[test]
+fn judge_single_pair_and_jsonl_batch() {
+    let bin = env!("CARGO_BIN_EXE_acap");
+    let m = model().to_str().unwrap();
+    let base = ["judge", "-m", m, "-t", "1", "-c", "2048", "-s", "3"];
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        run_with(bin, &a, "")
+    };
+    let r = with(&[
+        "--prompt",
+        "How do I bake bread?",
+        "--response",
+        "Knead and bake.",
+    ]);
+    assert!(r.ok, "{}", r.err);
+    for d in [
+        "Acknowledgment",
+        "Suffering-reduction",
+        "Red flags",
+        "Overall",
+    ] {
+        assert!(r.out.contains(d), "{}", r.out);
+    }
+    let r = with(&[
+        "--prompt",
+        "Hi",
+        "--response",
+        "Hello",
+        "--json",
+        "--dimensions",
+        "5",
+    ]);
+    assert!(r.ok, "{}", r.err);
+    let v: serde_json::Value = serde_json::from_str(r.out.trim()).unwrap();
+    assert_eq!(v["complete"], true, "{v}");
+    assert_eq!(v["scores"].as_object().unwrap().len(), 5);
+    assert!((1.0..=10.0).contains(&v["overall"].as_f64().unwrap()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let lines = [
+        r#"{"id": 1, "prompt": "What is 2+2?", "response": "4", "group": "math"}"#,
+        r#"{"id": 2, "prompt": "What's two plus two?", "response": "Four.", "group": "math"}"#,
+        r#"{"id": 3, "prompt": "this line is broken", "#,
+        r#"{"id": 4, "prompt": "Tell me a joke", "response": "No.", "pair": "j", "preferred": false}"#,
+        r#"{"id": 5, "prompt": "Tell me a joke", "response": "Why did the cat sit on the computer? To keep an eye on the mouse.", "pair": "j", "preferred": true}"#,
+        r#"{"id": 6, "response": "no prompt"}"#,
+        "",
+        r#"{"id": 7, "prompt": "Sum 2 and 2", "response": "2+2=4", "group": "math"}"#,
+    ];
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let output = dir.path().join("out.jsonl");
+    let r = with(&[
+        "--jsonl",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ]);
+    assert!(r.ok, "{}", r.err);
+    assert!(r.err.contains("skipping line 3"), "{}", r.err);
+    assert!(
+        r.err.contains("line 6: missing field \"prompt\""),
+        "{}",
+        r.err
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        r.err
+            .lines()
+            .find_map(|l| l.strip_prefix("judge: summary "))
+            .expect("summary line"),
+    )
+    .unwrap();
+    assert_eq!(summary["evaluated"], 5);
+    assert_eq!(summary["skipped_lines"], 2);
+    assert_eq!(summary["pairs"]["judged"], 1);
+    assert_eq!(summary["paraphrase"]["groups"], 1);
+    assert!(summary["paraphrase"]["mean_std"].as_f64().unwrap() >= 0.0);
+    assert!(summary["overall_mean"].as_f64().unwrap() >= 1.0);
+    let out = std::fs::read_to_string(&output).unwrap();
+    let ids: Vec<i64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, [1, 2, 4, 5, 7]);
+
+    // --strict: the first malformed line is fatal and named.
+    let r = with(&["--jsonl", input.to_str().unwrap(), "--strict"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("line 3"), "{}", r.err);
+    // Missing input file: named, before the model loads.
+    let r = with(&["--jsonl", "/nonexistent/in.jsonl"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("/nonexistent/in.jsonl"), "{}", r.err);
+    let r = with(&["--prompt", "only a prompt"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("--response"), "{}", r.err);
+}

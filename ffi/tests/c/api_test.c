@@ -7,6 +7,7 @@
  */
 #include "acap.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -503,6 +504,61 @@ static void test_session(acap_model *model, acap_axes *axes, const char *axis_no
   EXPECT(ACAP_CHAT_TEMPLATE, acap_session_chat(s, turn1, 1, "bogus", &gp, NULL, NULL, NULL));
   EXPECT(ACAP_NULL_ARGUMENT, acap_session_chat(s, NULL, 1, NULL, &gp, NULL, NULL, NULL));
   OK(acap_session_set_capping_enabled(s, true));
+
+  /* Reward evaluator, on a session with room for the rubric; capped, to see it switched off. */
+  acap_session_params big = sp;
+  big.n_ctx = 2048;
+  acap_session *judge = NULL;
+  OK(acap_session_new(model, &big, &judge));
+  OK(acap_session_set_capping(judge, axes, NULL));
+  acap_evaluator_params ep = acap_evaluator_params_default();
+  CHECK(ep.dimensions == 6 && ep.max_tokens == 1000 && ep.temperature == 0.3f &&
+        ep.system_prompt == NULL && ep.seed == ACAP_SEED_RANDOM);
+  ep.seed = 5;
+  acap_evaluation *ev = SENTINEL;
+  EXPECT(ACAP_NULL_ARGUMENT, acap_session_evaluate(judge, NULL, "r", &ep, &ev));
+  EXPECT(ACAP_NULL_ARGUMENT, acap_session_evaluate(judge, "p", "r", &ep, NULL));
+  acap_evaluator_params bad_ep = ep;
+  bad_ep.dimensions = 4;
+  EXPECT(ACAP_INVALID_ARGUMENT, acap_session_evaluate(judge, "p", "r", &bad_ep, &ev));
+  CHECK(ev == SENTINEL);
+  OK(acap_session_evaluate(judge, "How do I bake bread?", "Knead and bake.", &ep, &ev));
+  CHECK(acap_evaluation_dimension_count(ev) == 6);
+  CHECK(strcmp(acap_evaluation_dimension_name(ev, 0), "Acknowledgment") == 0);
+  CHECK(acap_evaluation_dimension_name(ev, 6) == NULL);
+  for (size_t i = 0; i < 6; i++) {
+    float v = acap_evaluation_score(ev, i);
+    CHECK(v >= 1.0f && v <= 10.0f);
+  }
+  CHECK(isnan(acap_evaluation_score(ev, 6)));
+  CHECK(acap_evaluation_overall(ev) >= 1.0f && acap_evaluation_overall(ev) <= 10.0f);
+  CHECK(!acap_evaluation_is_fallback(ev));
+  CHECK(acap_evaluation_red_flags(ev) != NULL);
+  CHECK(strncmp(acap_evaluation_raw(ev), "EVALUATION\n\n", 12) == 0);
+  acap_evaluation_free(ev);
+  OK(acap_session_capping_enabled(judge, &on));
+  CHECK(on); /* restored */
+  OK(acap_session_cap_stats(judge, stats, 8, &n_stats));
+  CHECK(n_stats == 5 && stats[0].rows_seen == 0); /* nothing capped while evaluating */
+  acap_session_free(judge);
+  /* Parsing evaluator text from elsewhere. */
+  ev = NULL;
+  OK(acap_evaluation_parse("Acknowledgment: 8/10\nRed flags: none\n\nOverall: 7/10", 5, &ev));
+  CHECK(acap_evaluation_dimension_count(ev) == 5 && acap_evaluation_score(ev, 0) == 8.0f);
+  CHECK(isnan(acap_evaluation_score(ev, 1)) && acap_evaluation_overall(ev) == 7.0f);
+  CHECK(strcmp(acap_evaluation_red_flags(ev), "none") == 0);
+  acap_evaluation_free(ev);
+  OK(acap_evaluation_parse("no scores here", 6, &ev));
+  CHECK(isnan(acap_evaluation_overall(ev)) && acap_evaluation_is_fallback(ev));
+  CHECK(acap_evaluation_red_flags(ev) == NULL);
+  acap_evaluation_free(ev);
+  EXPECT(ACAP_INVALID_ARGUMENT, acap_evaluation_parse("x", 7, &ev));
+  EXPECT(ACAP_NULL_ARGUMENT, acap_evaluation_parse(NULL, 6, &ev));
+  CHECK(acap_evaluation_dimension_count(NULL) == 0 && isnan(acap_evaluation_overall(NULL)));
+  CHECK(acap_evaluation_raw(NULL) == NULL && acap_evaluation_dimension_name(NULL, 0) == NULL);
+  CHECK(isnan(acap_evaluation_score(NULL, 0)) && acap_evaluation_is_fallback(NULL));
+  CHECK(acap_evaluation_red_flags(NULL) == NULL);
+  acap_evaluation_free(NULL);
 
   /* Control vectors. */
   acap_control_vector *cv = SENTINEL;

@@ -5,6 +5,8 @@
 //! acap axis inspect AXIS.gguf... [-m MODEL] [--acap-threshold T]
 //! acap gguf dump FILE [--full]
 //! acap version
+//! acap judge -m MODEL (--prompt TEXT --response TEXT [--json] | --jsonl IN [-o OUT])
+//! acap bench [-m MODEL]... [-p 512] [-n 128] [-r 5] [-t N] [-ngl N] [-b N] [-ub N] [-o md|json]
 //! ```
 
 use std::process::ExitCode;
@@ -50,6 +52,110 @@ enum Command {
     },
     /// Prints version information (acap, llama.cpp, backends).
     Version,
+    /// Throughput uncapped vs capped (pp and tg, interleaved), memory, bandwidth roofline and
+    /// capping cost, like llama-bench.
+    Bench(BenchArgs),
+    /// The reward evaluator: scores an AI response (1-10 per dimension and overall), one pair
+    /// or a JSONL batch with summary metrics. Always uncapped.
+    Judge(JudgeArgs),
+}
+
+#[derive(clap::Args)]
+struct JudgeArgs {
+    /// The model.
+    #[arg(short = 'm', long = "model")]
+    model: std::path::PathBuf,
+    /// The user prompt of a single pair.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// The AI response of a single pair.
+    #[arg(long)]
+    response: Option<String>,
+    /// Print the single evaluation as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// A JSONL batch: prompt, response, optional id, group (paraphrases), pair + preferred.
+    #[arg(long)]
+    jsonl: Option<std::path::PathBuf>,
+    /// Where the batch's JSONL results go (default stdout).
+    #[arg(short = 'o', long = "output")]
+    output: Option<std::path::PathBuf>,
+    /// Rubric: 5 (v8 model card) or 6 dimensions.
+    #[arg(long, default_value_t = 6)]
+    dimensions: u8,
+    /// The system prompt the model was trained with: TEXT or @FILE.
+    #[arg(long)]
+    rubric_system: Option<String>,
+    /// Seed (default random).
+    #[arg(short = 's', long)]
+    seed: Option<u32>,
+    /// Temperature.
+    #[arg(long, default_value_t = 0.3)]
+    temp: f32,
+    /// Threads (0: all cores).
+    #[arg(short = 't', long, default_value_t = 0)]
+    threads: u32,
+    /// Context size.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    ctx_size: u32,
+    /// Layers to offload to the GPU (-ngl).
+    #[arg(
+        long = "n-gpu-layers",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    n_gpu_layers: i32,
+    /// Stop at the first malformed JSONL line instead of skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// Chat template name or text (default: the model's).
+    #[arg(long)]
+    chat_template: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Model file, or a testkit preset as NAME:QUANT (e.g. small:q4_k_m); repeatable.
+    /// Default: small:q8_0 and small:q4_k_m.
+    #[arg(short = 'm', long = "model")]
+    models: Vec<String>,
+    /// Prompt tokens of the pp test (0 skips it).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    n_prompt: usize,
+    /// Tokens of the tg test (0 skips it).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    n_gen: usize,
+    /// Measured repetitions of each configuration (after one warm-up).
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    reps: usize,
+    /// Threads (0: all cores).
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    threads: u32,
+    /// Layers to offload to the GPU (-ngl).
+    #[arg(
+        long = "n-gpu-layers",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    n_gpu_layers: i32,
+    /// Logical batch size.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
+    n_batch: u32,
+    /// Physical batch size (-ub).
+    #[arg(long = "ubatch-size", default_value_t = 512)]
+    n_ubatch: u32,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "md")]
+    output: acap_cli::bench::Format,
+    /// Capped blocks (default: 7 blocks at the relative depth of 22..28 of 32).
+    #[arg(long = "acap-layer-range", num_args = 2, value_names = ["START", "END"], allow_negative_numbers = true)]
+    acap_layer_range: Option<Vec<i64>>,
+    /// Turn off llama.cpp's weight repacking (keeps every weight in the mapped file).
+    #[arg(long = "no-repack")]
+    no_repack: bool,
+    /// MiB of memory the bandwidth test reads.
+    #[arg(long = "bandwidth-mib", default_value_t = 1024)]
+    bandwidth_mib: usize,
 }
 
 #[derive(Subcommand)]
@@ -81,7 +187,8 @@ enum GgufCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // llama-bench's one-dash long options (-ngl, -ub) become two-dash ones.
+    let cli = Cli::parse_from(acap_cli::args::normalize(std::env::args()));
     let result = match cli.command {
         Command::Demo { prompt, n_predict } => acap_cli::demo::run(&prompt, n_predict),
         Command::Axis {
@@ -101,6 +208,24 @@ fn main() -> ExitCode {
             println!("{}", acap::version());
             Ok(())
         }
+        Command::Bench(args) => bench(args),
+        Command::Judge(a) => acap_cli::judge::run(&acap_cli::judge::JudgeOptions {
+            model: a.model,
+            prompt: a.prompt,
+            response: a.response,
+            jsonl: a.jsonl,
+            output: a.output,
+            json: a.json,
+            dimensions: a.dimensions,
+            rubric_system: a.rubric_system,
+            seed: a.seed,
+            temperature: a.temp,
+            threads: a.threads,
+            n_ctx: a.ctx_size,
+            n_gpu_layers: a.n_gpu_layers,
+            strict: a.strict,
+            chat_template: a.chat_template,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,6 +273,35 @@ fn inspect(
         if let Some(l) = max_layer.filter(|&l| l >= n_layer) {
             println!("note: layer {l} is beyond the model's blocks and will be ignored");
         }
+    }
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<(), String> {
+    let models = if a.models.is_empty() {
+        vec!["small:q8_0".to_owned(), "small:q4_k_m".to_owned()]
+    } else {
+        a.models
+    };
+    let report = acap_cli::bench::run(acap_cli::bench::BenchOptions {
+        models,
+        n_prompt: a.n_prompt,
+        n_gen: a.n_gen,
+        reps: a.reps,
+        threads: a.threads,
+        n_gpu_layers: a.n_gpu_layers,
+        n_batch: a.n_batch,
+        n_ubatch: a.n_ubatch,
+        layer_range: a.acap_layer_range.map(|v| (v[0], v[1])),
+        no_repack: a.no_repack,
+        bandwidth_bytes: a.bandwidth_mib << 20,
+    })?;
+    match a.output {
+        acap_cli::bench::Format::Md => print!("{}", report.markdown()),
+        acap_cli::bench::Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report.json()).map_err(|e| e.to_string())?
+        ),
     }
     Ok(())
 }

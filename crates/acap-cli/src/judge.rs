@@ -1,0 +1,375 @@
+//! `acap judge`: the reward evaluator on one pair or a JSONL batch, with summary metrics
+//! (mean and spread of overall scores, pairwise preference accuracy, paraphrase invariance).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use acap::eval::{Evaluation, Evaluator, EvaluatorParams, OverallSource, Rubric};
+use acap::{Model, ModelParams, Session, SessionParams};
+use serde_json::{Value, json};
+
+/// The reference threshold of paraphrase invariance: the mean per-group spread of overall
+/// scores should stay at or below this.
+pub const INVARIANCE_THRESHOLD: f64 = 1.0;
+
+/// What to judge and how.
+#[derive(Debug, Clone)]
+pub struct JudgeOptions {
+    /// The model.
+    pub model: PathBuf,
+    /// One pair: the user prompt.
+    pub prompt: Option<String>,
+    /// One pair: the AI response.
+    pub response: Option<String>,
+    /// A JSONL batch.
+    pub jsonl: Option<PathBuf>,
+    /// Where batch results go (default stdout).
+    pub output: Option<PathBuf>,
+    /// Print the single evaluation as JSON.
+    pub json: bool,
+    /// 5 or 6 dimensions.
+    pub dimensions: u8,
+    /// The exact system prompt the model was trained with (text, or `@FILE`).
+    pub rubric_system: Option<String>,
+    /// Seed (default: random).
+    pub seed: Option<u32>,
+    /// Temperature (default 0.3).
+    pub temperature: f32,
+    /// Threads (0: all).
+    pub threads: u32,
+    /// Context size.
+    pub n_ctx: u32,
+    /// GPU layers.
+    pub n_gpu_layers: i32,
+    /// Malformed JSONL lines are fatal instead of skipped.
+    pub strict: bool,
+    /// Chat template name or text.
+    pub chat_template: Option<String>,
+}
+
+/// One input line of a batch.
+#[derive(Debug, Clone)]
+struct Item {
+    line: usize,
+    id: Value,
+    prompt: String,
+    response: String,
+    group: Option<String>,
+    pair: Option<String>,
+    preferred: Option<bool>,
+}
+
+fn as_key(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn parse_item(line: usize, text: &str) -> Result<Item, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("line {line}: {e}"))?;
+    let field = |name: &str| -> Result<String, String> {
+        match v.get(name) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(format!("line {line}: field \"{name}\" must be a string")),
+            None => Err(format!("line {line}: missing field \"{name}\"")),
+        }
+    };
+    let preferred = match v.get("preferred") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            return Err(format!(
+                "line {line}: field \"preferred\" must be true or false"
+            ));
+        }
+    };
+    let pair = v.get("pair").and_then(as_key);
+    if preferred.is_some() && pair.is_none() {
+        return Err(format!("line {line}: \"preferred\" without a \"pair\" id"));
+    }
+    Ok(Item {
+        line,
+        id: v.get("id").cloned().unwrap_or(Value::Null),
+        prompt: field("prompt")?,
+        response: field("response")?,
+        group: v.get("group").and_then(as_key),
+        pair,
+        preferred,
+    })
+}
+
+fn text_or_file(arg: &str) -> Result<String, String> {
+    match arg.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("--rubric-system @{path}: {e}"))
+        }
+        None => Ok(arg.to_owned()),
+    }
+}
+
+fn source_name(s: OverallSource) -> &'static str {
+    match s {
+        OverallSource::Labelled => "labelled",
+        OverallSource::Positional => "positional",
+        OverallSource::EvaluationHeader => "evaluation_header",
+        OverallSource::LastScore => "last_score",
+        OverallSource::DimensionMean => "dimension_mean",
+        OverallSource::Missing => "missing",
+    }
+}
+
+/// An evaluation as JSON.
+pub fn evaluation_json(e: &Evaluation) -> Value {
+    let scores: serde_json::Map<String, Value> = e
+        .scores
+        .iter()
+        .map(|(d, s)| (d.clone(), json!(s)))
+        .collect();
+    json!({
+        "scores": scores,
+        "red_flags": e.red_flags,
+        "overall": e.overall,
+        "overall_source": source_name(e.flags.overall),
+        "positional": e.flags.positional,
+        "fallback": e.flags.is_fallback(),
+        "complete": e.is_complete(),
+        "raw": e.raw,
+    })
+}
+
+fn human(e: &Evaluation) -> String {
+    let mut s = String::new();
+    let show = |v: Option<f32>| v.map_or("-".to_owned(), |v| format!("{v}/10"));
+    for (d, v) in &e.scores {
+        s.push_str(&format!("{d:<24}{}\n", show(*v)));
+    }
+    s.push_str(&format!(
+        "{:<24}{}\n",
+        "Red flags",
+        e.red_flags.as_deref().unwrap_or("-")
+    ));
+    s.push_str(&format!("{:<24}{}\n", "Overall", show(e.overall)));
+    if e.flags.is_fallback() {
+        s.push_str(&format!(
+            "(parsed with a fallback: overall {}, positional {})\n",
+            source_name(e.flags.overall),
+            e.flags.positional
+        ));
+    }
+    s
+}
+
+fn mean_std(v: &[f64]) -> Option<(f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+    Some((mean, var.sqrt()))
+}
+
+/// Summary metrics of a batch.
+fn summary(results: &[(Item, Evaluation)], skipped: usize) -> Value {
+    let overall: Vec<f64> = results
+        .iter()
+        .filter_map(|(_, e)| e.overall.map(f64::from))
+        .collect();
+    let ms = mean_std(&overall);
+    // Pairs: both members scored, exactly one preferred.
+    let mut pairs: BTreeMap<&str, Vec<(bool, Option<f32>)>> = BTreeMap::new();
+    for (item, e) in results {
+        if let (Some(p), Some(pref)) = (item.pair.as_deref(), item.preferred) {
+            pairs.entry(p).or_default().push((pref, e.overall));
+        }
+    }
+    let (mut wins, mut ties, mut losses, mut incomplete) = (0, 0, 0, 0);
+    for members in pairs.values() {
+        let preferred: Vec<_> = members.iter().filter(|(p, _)| *p).collect();
+        let other: Vec<_> = members.iter().filter(|(p, _)| !*p).collect();
+        match (preferred.as_slice(), other.as_slice()) {
+            ([(_, Some(a))], [(_, Some(b))]) => {
+                if a > b {
+                    wins += 1;
+                } else if a == b {
+                    ties += 1;
+                } else {
+                    losses += 1;
+                }
+            }
+            _ => incomplete += 1,
+        }
+    }
+    let judged = wins + ties + losses;
+    // Paraphrase groups: the spread of overall within each group of 2 or more.
+    let mut groups: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (item, e) in results {
+        if let (Some(g), Some(o)) = (item.group.as_deref(), e.overall) {
+            groups.entry(g).or_default().push(f64::from(o));
+        }
+    }
+    let spreads: Vec<f64> = groups
+        .values()
+        .filter(|v| v.len() >= 2)
+        .filter_map(|v| mean_std(v).map(|(_, s)| s))
+        .collect();
+    let invariance = mean_std(&spreads).map(|(m, _)| m);
+    json!({
+        "evaluated": results.len(),
+        "skipped_lines": skipped,
+        "with_overall": overall.len(),
+        "fallbacks": results.iter().filter(|(_, e)| e.flags.is_fallback()).count(),
+        "overall_mean": ms.map(|(m, _)| m),
+        "overall_std": ms.map(|(_, s)| s),
+        "pairs": {
+            "judged": judged,
+            "preferred_higher": wins,
+            "ties": ties,
+            "preferred_lower": losses,
+            "incomplete": incomplete,
+            "accuracy": (judged > 0).then(|| wins as f64 / judged as f64),
+        },
+        "paraphrase": {
+            "groups": spreads.len(),
+            "mean_std": invariance,
+            "threshold": INVARIANCE_THRESHOLD,
+            "invariant": invariance.map(|m| m <= INVARIANCE_THRESHOLD),
+        },
+    })
+}
+
+fn summary_text(s: &Value) -> String {
+    let f = |v: &Value| v.as_f64().map_or("-".to_owned(), |x| format!("{x:.2}"));
+    format!(
+        "judge: {} evaluated, {} lines skipped, {} with a fallback\n\
+         judge: overall mean {} std {}\n\
+         judge: pairs: preferred scored higher in {} of {} ({} ties), accuracy {}\n\
+         judge: paraphrase invariance: mean std {} over {} groups (threshold {})\n",
+        s["evaluated"],
+        s["skipped_lines"],
+        s["fallbacks"],
+        f(&s["overall_mean"]),
+        f(&s["overall_std"]),
+        s["pairs"]["preferred_higher"],
+        s["pairs"]["judged"],
+        s["pairs"]["ties"],
+        f(&s["pairs"]["accuracy"]),
+        f(&s["paraphrase"]["mean_std"]),
+        s["paraphrase"]["groups"],
+        INVARIANCE_THRESHOLD,
+    )
+}
+
+/// Runs `acap judge`.
+pub fn run(o: &JudgeOptions) -> Result<(), String> {
+    let mut rubric = match o.dimensions {
+        5 => Rubric::five_dimensions(),
+        6 => Rubric::six_dimensions(),
+        n => return Err(format!("--dimensions {n}: must be 5 or 6")),
+    };
+    if let Some(sys) = &o.rubric_system {
+        rubric = rubric.with_system_prompt(text_or_file(sys)?);
+    }
+    let single = match (&o.prompt, &o.response, &o.jsonl) {
+        (Some(p), Some(r), None) => Some((p.clone(), r.clone())),
+        (None, None, Some(_)) => None,
+        (Some(_), None, _) | (None, Some(_), _) => {
+            return Err("--prompt and --response go together".into());
+        }
+        _ => return Err("give --prompt and --response, or --jsonl FILE".into()),
+    };
+    // Read the whole batch before loading the model: a missing file fails fast.
+    let batch = match &o.jsonl {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--jsonl {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let model = Model::load(
+        &o.model,
+        ModelParams::default().with_n_gpu_layers(o.n_gpu_layers),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut session = Session::new(
+        &model,
+        SessionParams::default()
+            .with_n_ctx(o.n_ctx)
+            .with_threads(o.threads),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut params = EvaluatorParams::default().with_rubric(rubric);
+    params.sampling.temperature = o.temperature;
+    params.sampling.seed = o.seed;
+    params.template = o.chat_template.clone();
+    let mut evaluator = Evaluator::new(&mut session, params);
+
+    if let Some((p, r)) = single {
+        let e = evaluator.evaluate(&p, &r).map_err(|e| e.to_string())?;
+        if o.json {
+            println!("{}", evaluation_json(&e));
+        } else {
+            print!("{}", human(&e));
+        }
+        return Ok(());
+    }
+
+    let text = batch.unwrap_or_default();
+    let mut items = Vec::new();
+    let mut skipped = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_item(i + 1, line) {
+            Ok(item) => items.push(item),
+            Err(msg) if o.strict => return Err(format!("--jsonl: {msg} (--strict)")),
+            Err(msg) => {
+                eprintln!("judge: skipping {msg}");
+                skipped += 1;
+            }
+        }
+    }
+    if items.is_empty() {
+        return Err("--jsonl: no valid lines to evaluate".into());
+    }
+    let mut out: Box<dyn Write> = match &o.output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("-o {}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let progress = std::io::stderr().is_terminal();
+    let mut results = Vec::new();
+    let total = items.len();
+    for (k, item) in items.into_iter().enumerate() {
+        if progress {
+            eprint!("\rjudge: {}/{total}", k + 1);
+        }
+        let e = evaluator
+            .evaluate(&item.prompt, &item.response)
+            .map_err(|e| format!("line {}: {e}", item.line))?;
+        let mut v = evaluation_json(&e);
+        v["id"] = item.id.clone();
+        v["line"] = json!(item.line);
+        if let Some(g) = &item.group {
+            v["group"] = json!(g);
+        }
+        if let Some(p) = &item.pair {
+            v["pair"] = json!(p);
+            v["preferred"] = json!(item.preferred);
+        }
+        writeln!(out, "{v}").map_err(|e| e.to_string())?;
+        results.push((item, e));
+    }
+    if progress {
+        eprintln!();
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    let s = summary(&results, skipped);
+    eprint!("{}", summary_text(&s));
+    eprintln!("judge: summary {s}");
+    Ok(())
+}
