@@ -122,6 +122,12 @@ pub enum DecodeError {
         /// What the code means.
         meaning: &'static str,
     },
+    /// Sequences that cannot be decoded together (see [`crate::Session::decode_sequences`]).
+    #[error("cannot decode these sequences together: {reason}")]
+    Batch {
+        /// Why.
+        reason: String,
+    },
     /// The computation was aborted by the cancel flag.
     #[error("decoding was aborted")]
     Aborted,

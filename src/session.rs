@@ -32,6 +32,13 @@ pub struct SessionParams {
     pub n_threads: u32,
     /// Threads for prompt processing; 0 uses `n_threads`.
     pub n_threads_batch: u32,
+    /// Sequences [`Session::decode_sequences`] may decode together (default 1). Above 1 the
+    /// KV cache is shared: `n_ctx` cells for all sequences of a batch together.
+    pub n_seq_max: u32,
+    /// Flash attention: `None` lets llama.cpp decide (its default). Its CPU kernel's results
+    /// depend slightly on where a sequence's keys sit in the cache, so hidden-state readers
+    /// that batch several sequences (axis extraction) turn it off to stay reproducible.
+    pub flash_attention: Option<bool>,
     /// Activation capping to apply from the start (validated against the model).
     pub capping: Option<CapConfig>,
     /// Install the eval callback (default). Without it the session is plain llama.cpp: the
@@ -47,6 +54,8 @@ impl Default for SessionParams {
             n_ubatch: 512,
             n_threads: 0,
             n_threads_batch: 0,
+            n_seq_max: 1,
+            flash_attention: None,
             capping: None,
             eval_callback: true,
         }
@@ -79,6 +88,13 @@ impl SessionParams {
     #[must_use]
     pub fn with_threads(mut self, n: u32) -> Self {
         self.n_threads = n;
+        self
+    }
+
+    /// Sets how many sequences [`Session::decode_sequences`] may decode together.
+    #[must_use]
+    pub fn with_n_seq_max(mut self, n: u32) -> Self {
+        self.n_seq_max = n;
         self
     }
 
@@ -221,6 +237,8 @@ pub struct Session {
     hooks: Box<Hooks>,
     cap_config: Option<CapConfig>,
     eval_callback: bool,
+    n_ubatch: u32,
+    n_seq_max: u32,
 }
 
 // SAFETY: a llama context has no thread affinity; `Session` owns it exclusively (together
@@ -287,7 +305,15 @@ impl Session {
         cp.n_ctx = params.n_ctx;
         cp.n_batch = params.n_batch;
         cp.n_ubatch = params.n_ubatch;
-        cp.n_seq_max = 1;
+        cp.n_seq_max = params.n_seq_max.max(1);
+        cp.kv_unified = params.n_seq_max > 1;
+        if let Some(on) = params.flash_attention {
+            cp.flash_attn_type = if on {
+                sys::LLAMA_FLASH_ATTN_TYPE_ENABLED
+            } else {
+                sys::LLAMA_FLASH_ATTN_TYPE_DISABLED
+            };
+        }
         cp.n_threads = threads;
         cp.n_threads_batch = threads_batch;
         cp.abort_callback = Some(abort_trampoline);
@@ -328,6 +354,10 @@ impl Session {
             hooks,
             cap_config: None,
             eval_callback: params.eval_callback,
+            // SAFETY: a live context.
+            n_ubatch: unsafe { sys::llama_n_ubatch(ctx.as_ptr()) },
+            // SAFETY: a live context.
+            n_seq_max: unsafe { sys::llama_n_seq_max(ctx.as_ptr()) },
         };
         if let (Some(plan), Some(cfg)) = (plan, params.capping) {
             session.install(cfg, plan).map_err(SessionError::Cap)?;
@@ -695,6 +725,82 @@ impl Session {
             self.cached.extend_from_slice(chunk);
         }
         Ok(())
+    }
+
+    /// Decodes independent token sequences together in one batch (sequence ids `0..n`), to read
+    /// hidden states through the observer (axis extraction): the observer sees the rows of
+    /// every sequence in order, all tokens for blocks before the last and one row per
+    /// sequence (its last token) for the last block. Capping applies as configured. The KV
+    /// cache is emptied before and after.
+    ///
+    /// The sequences must fit in one physical batch (`n_ubatch` tokens in total) and number at
+    /// most `n_seq_max`.
+    pub fn decode_sequences(&mut self, seqs: &[&[Token]]) -> Result<(), DecodeError> {
+        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        let reason = if seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
+            Some("no sequences, or an empty one".to_owned())
+        } else if seqs.len() > self.n_seq_max as usize {
+            Some(format!(
+                "{} sequences, but the session allows {} (n_seq_max)",
+                seqs.len(),
+                self.n_seq_max
+            ))
+        } else if total > self.n_ubatch as usize || total > self.n_ctx as usize {
+            Some(format!(
+                "{total} tokens do not fit one batch (n_ubatch {}, n_ctx {})",
+                self.n_ubatch, self.n_ctx
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(DecodeError::Batch { reason });
+        }
+        self.clear();
+        let mut i = 0;
+        for (seq, tokens) in seqs.iter().enumerate() {
+            for (pos, &t) in tokens.iter().enumerate() {
+                // SAFETY: `i < total <= n_ubatch <= n_batch`, the batch's capacity; each
+                // `seq_id[i]` has room for one id.
+                unsafe {
+                    *self.batch.token.add(i) = t;
+                    *self.batch.pos.add(i) = pos as i32;
+                    *self.batch.n_seq_id.add(i) = 1;
+                    *(*self.batch.seq_id.add(i)) = seq as i32;
+                    *self.batch.logits.add(i) = i8::from(pos + 1 == tokens.len());
+                }
+                i += 1;
+            }
+        }
+        self.batch.n_tokens = total as i32;
+        self.hooks.seen.iter_mut().for_each(|s| *s = 0);
+        // SAFETY: a live context and a batch filled above.
+        let code = unsafe { sys::llama_decode(self.ctx.as_ptr(), self.batch) };
+        let failure = self.hooks.failure.take();
+        let missing = if code == 0 {
+            self.missing_hook_point()
+        } else {
+            None
+        };
+        self.flags.hook_failed.store(false, Ordering::SeqCst);
+        self.clear();
+        if let Some(message) = failure {
+            return Err(DecodeError::Hook { message });
+        }
+        if let Some(layer) = missing {
+            return Err(DecodeError::Cap(CapError::NoHookPoint {
+                arch: self.model.info().architecture.clone(),
+                layer,
+            }));
+        }
+        match code {
+            0 => Ok(()),
+            2 => Err(DecodeError::Aborted),
+            c => Err(DecodeError::Llama {
+                code: c,
+                meaning: "decoding several sequences failed",
+            }),
+        }
     }
 
     /// A capped block whose `l_out` the last decode never offered, if any.

@@ -8,6 +8,7 @@ mod capping;
 mod common;
 mod eval;
 mod examples;
+mod extract;
 mod layers;
 mod llama_model;
 mod llama_session;
