@@ -60,8 +60,7 @@ fn states_one_by_one(m: &Model, prompt: &str, system: Option<&str>) -> Vec<Vec<f
         sink.lock().unwrap()[o.layer as usize] = o.row(o.n_rows() - 1).to_vec();
     });
     s.prefill(&tokens).unwrap();
-    let v = got.lock().unwrap().clone();
-    v
+    got.lock().unwrap().clone()
 }
 
 /// numpy's default percentile, written independently of acap's.
