@@ -256,6 +256,49 @@ typedef struct acap_evaluator_params {
 } acap_evaluator_params;
 
 /**
+ * How to extract an axis. Start from `acap_extract_params_default()`.
+ */
+typedef struct acap_extract_params {
+  /**
+   * The persona system prompt (required). Borrowed.
+   */
+  const char *persona_system;
+  /**
+   * Generic system prompts (NULL or "" entries mean no system prompt); NULL with 0 for the
+   * default (one condition without a system prompt). Borrowed.
+   */
+  const char *const *generic_systems;
+  /**
+   * Number of `generic_systems`.
+   */
+  size_t n_generic_systems;
+  /**
+   * Prompt tokens kept (default 512).
+   */
+  uint32_t max_tokens;
+  /**
+   * First capping layer (`<= 0`: block 1).
+   */
+  int32_t layer_start;
+  /**
+   * Last capping layer (`<= 0`: the last block).
+   */
+  int32_t layer_end;
+  /**
+   * Threshold percentile of the persona projections (default 25).
+   */
+  float percentile;
+  /**
+   * Sequences decoded together (default 8).
+   */
+  uint32_t batch_sequences;
+  /**
+   * Threads (0: all cores).
+   */
+  uint32_t threads;
+} acap_extract_params;
+
+/**
  * How tokens are picked. Defaults (`acap_generate_params_default`) are llama-cli's.
  */
 typedef struct acap_sampling_params {
@@ -681,6 +724,18 @@ const char *acap_evaluation_raw(const struct acap_evaluation *e);
  * Releases an evaluation. NULL is a no-op. Thread-safety: no other call may use it meanwhile.
  */
 void acap_evaluation_free(struct acap_evaluation *e);
+
+/**
+ * The defaults of `acap axis extract`. Thread-safe.
+ */
+struct acap_extract_params acap_extract_params_default(void);
+
+/**
+ * Extracts an axis from `prompts` on `model` (spec section 9) and writes it, in the
+ * reference layout with per-layer thresholds, to `output_path` (atomically). Nothing is
+ * written on failure. Thread-safe (it uses its own context).
+ */
+enum acap_result acap_axis_extract(const struct acap_model *model, const char *const *prompts, size_t n_prompts, const struct acap_extract_params *params, const char *output_path);
 
 /**
  * llama-cli's defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalties

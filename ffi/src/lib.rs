@@ -16,6 +16,7 @@
 mod axes;
 mod boundary;
 mod evaluate;
+mod extract;
 mod generate;
 mod memory;
 mod model;
@@ -25,6 +26,7 @@ mod version;
 
 pub use axes::{acap_axes, acap_axes_info, acap_control_vector};
 pub use evaluate::{acap_evaluation, acap_evaluator_params};
+pub use extract::acap_extract_params;
 pub use generate::{
     ACAP_SEED_RANDOM, acap_generate_params, acap_generation_stats, acap_sampling_params,
     acap_stop_reason, acap_text_callback,

@@ -101,15 +101,6 @@ fn parse_item(line: usize, text: &str) -> Result<Item, String> {
     })
 }
 
-fn text_or_file(arg: &str) -> Result<String, String> {
-    match arg.strip_prefix('@') {
-        Some(path) => {
-            std::fs::read_to_string(path).map_err(|e| format!("--rubric-system @{path}: {e}"))
-        }
-        None => Ok(arg.to_owned()),
-    }
-}
-
 fn source_name(s: OverallSource) -> &'static str {
     match s {
         OverallSource::Labelled => "labelled",
@@ -270,7 +261,8 @@ pub fn run(o: &JudgeOptions) -> Result<(), String> {
         n => return Err(format!("--dimensions {n}: must be 5 or 6")),
     };
     if let Some(sys) = &o.rubric_system {
-        rubric = rubric.with_system_prompt(text_or_file(sys)?);
+        rubric =
+            rubric.with_system_prompt(crate::axis_tools::text_or_file("--rubric-system", sys)?);
     }
     let single = match (&o.prompt, &o.response, &o.jsonl) {
         (Some(p), Some(r), None) => Some((p.clone(), r.clone())),

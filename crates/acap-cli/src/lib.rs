@@ -2,6 +2,7 @@
 //! takes effect) and `acap` (demo and file tools).
 
 pub mod args;
+pub mod axis_tools;
 pub mod bench;
 pub mod demo;
 pub mod escape;

@@ -650,3 +650,406 @@ fn judge_single_pair_and_jsonl_batch() {
     assert_eq!(r.code, 1);
     assert!(r.err.contains("--response"), "{}", r.err);
 }
+
+/// A v1 .npy file of f32 values with the given shape.
+fn npy(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// `acap axis extract` and `calibrate` from every prompt-file format, `inspect` with
+/// projections, and their bad inputs.
+#[test]
+fn axis_extract_calibrate_inspect_from_the_command_line() {
+    let bin = env!("CARGO_BIN_EXE_acap");
+    let m = model().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    std::fs::write(
+        p("plain.txt"),
+        "How do I make a cup of tea properly?\nshort\nTell me about the history of Rome.\n\
+         What is the capital of France and why?\nWrite a short poem about the sea.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p("prompts.jsonl"),
+        "{\"prompt\": \"How do I make a cup of tea properly?\"}\n\
+         {\"prompt\": \"Tell me about the history of Rome.\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p("chat.jsonl"),
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"x\"}, {\"role\": \"user\", \"content\": \"Can you help me plan a trip to Japan?\"}, {\"role\": \"assistant\", \"content\": \"Sure.\"}]}\n\
+         {\"conversations\": [{\"from\": \"human\", \"value\": \"Why is the sky blue during the day?\"}]}\n",
+    )
+    .unwrap();
+    let base = |prompts: &str| -> Vec<String> {
+        [
+            "axis",
+            "extract",
+            "-m",
+            m,
+            "--prompts",
+            prompts,
+            "--persona-system",
+            "You are Sage.",
+            "--generic-system",
+            "",
+            "--cap-layers",
+            "2",
+            "6",
+            "-t",
+            "1",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    };
+    for f in ["plain.txt", "prompts.jsonl", "chat.jsonl"] {
+        let mut args = base(&p(f));
+        args.extend([
+            "-o".into(),
+            p("axis.gguf"),
+            "--stats".into(),
+            p("stats.json"),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = run_with(bin, &args, "");
+        assert!(r.ok, "{f}: {}", r.err);
+        let stats: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p("stats.json")).unwrap()).unwrap();
+        let expected = if f == "plain.txt" { 4 } else { 2 }; // "short" is filtered out
+        assert_eq!(stats["n_samples"], expected, "{f}");
+        assert_eq!(stats["capping_layers"], serde_json::json!([2, 3, 4, 5, 6]));
+        assert_eq!(stats["hidden_size"], 256);
+        assert_eq!(stats["threshold_percentile"], 25.0);
+        for key in ["tau", "mean", "std", "min", "max", "p25", "p50", "p75"] {
+            assert!(stats["thresholds"]["4"][key].is_number(), "{key}");
+        }
+        let file = AxisFile::open(p("axis.gguf")).unwrap();
+        assert_eq!(file.thresholds().len(), 5);
+        assert_eq!(
+            file.thresholds()[&4],
+            stats["thresholds"]["4"]["tau"].as_f64().unwrap() as f32
+        );
+    }
+    // --sample with a seed is deterministic.
+    let sampled = |seed: &str| {
+        let mut args = base(&p("plain.txt"));
+        args.extend(
+            [
+                "--sample",
+                "2",
+                "--seed",
+                seed,
+                "-o",
+                &p("s.gguf"),
+                "--stats",
+                &p("s.json"),
+            ]
+            .map(String::from),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert!(run_with(bin, &args, "").ok);
+        std::fs::read(p("s.gguf")).unwrap()
+    };
+    assert_eq!(sampled("7"), sampled("7"));
+
+    let r = run_with(
+        bin,
+        &[
+            "axis",
+            "calibrate",
+            "-m",
+            m,
+            "--axis",
+            &p("axis.gguf"),
+            "--prompts",
+            &p("plain.txt"),
+            "--persona-system",
+            "You are Sage.",
+            "--percentile",
+            "50",
+            "-t",
+            "1",
+            "-o",
+            &p("cal.gguf"),
+            "--stats",
+            &p("cal.json"),
+        ],
+        "",
+    );
+    assert!(r.ok, "{}", r.err);
+    assert!(
+        r.out.contains("old tau") && r.out.contains("new tau"),
+        "{}",
+        r.out
+    );
+    let cal: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("cal.json")).unwrap()).unwrap();
+    assert!(cal["recalibration_v2"]["new_thresholds"]["3"].is_number());
+
+    let r = run_with(
+        bin,
+        &[
+            "axis",
+            "inspect",
+            &p("cal.gguf"),
+            "-m",
+            m,
+            "--prompts",
+            &p("plain.txt"),
+            "--system",
+            "You are Sage.",
+        ],
+        "",
+    );
+    assert!(r.ok, "{}", r.err);
+    assert!(
+        r.out.contains("cosine similarity") && r.out.contains("above tau"),
+        "{}",
+        r.out
+    );
+
+    // Bad inputs: named, exit 1.
+    let fail = |extra: &[&str], prompts: &str, needle: &str| {
+        let mut args = base(prompts);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args.extend(["-o".into(), p("bad.gguf")]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = run_with(bin, &args, "");
+        assert_eq!(r.code, 1, "{needle}: {}", r.err);
+        assert!(r.err.contains(needle), "expected '{needle}' in: {}", r.err);
+    };
+    fail(&[], "/nonexistent/prompts.txt", "/nonexistent/prompts.txt");
+    std::fs::write(p("tiny.txt"), "too short\nalso short\n").unwrap();
+    fail(&[], &p("tiny.txt"), "no prompts of 20..=2000 characters");
+    std::fs::write(
+        p("broken.jsonl"),
+        "{\"prompt\": \"How do I make tea properly?\"}\n{\"x\": 1}\n",
+    )
+    .unwrap();
+    fail(&[], &p("broken.jsonl"), "line 2");
+    let r = run_with(
+        bin,
+        &[
+            "axis",
+            "extract",
+            "-m",
+            m,
+            "--prompts",
+            &p("plain.txt"),
+            "--persona-system",
+            "x",
+            "--cap-layers",
+            "9",
+            "12",
+            "-o",
+            &p("bad.gguf"),
+        ],
+        "",
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("--cap-layers 9 12"), "{}", r.err);
+    let r = run_with(
+        bin,
+        &[
+            "axis",
+            "calibrate",
+            "-m",
+            m,
+            "--axis",
+            &p("wrong.gguf"),
+            "--prompts",
+            &p("plain.txt"),
+            "--persona-system",
+            "x",
+            "-o",
+            &p("bad.gguf"),
+        ],
+        "",
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("wrong.gguf"), "{}", r.err);
+}
+
+/// `acap axis convert`: .npy (matrix and per-layer vectors) and .safetensors to GGUF and back,
+/// thresholds from a stats JSON, and every bad input named.
+#[test]
+fn axis_convert_round_trips_and_rejects_bad_inputs() {
+    let bin = env!("CARGO_BIN_EXE_acap");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let n_embd = 8;
+    let matrix: Vec<f32> = (0..4 * n_embd).map(|i| i as f32 * 0.25 - 3.0).collect();
+    std::fs::write(p("m.npy"), npy(&[4, n_embd], &matrix)).unwrap();
+    std::fs::write(
+        p("stats.json"),
+        r#"{"thresholds": {"1": {"tau": -2.5}, "3": {"tau": -1.0}}}"#,
+    )
+    .unwrap();
+    let r = run_with(
+        bin,
+        &[
+            "axis",
+            "convert",
+            &p("m.npy"),
+            "--stats",
+            &p("stats.json"),
+            "-o",
+            &p("a.gguf"),
+        ],
+        "",
+    );
+    assert!(r.ok, "{}", r.err);
+    let a = AxisFile::open(p("a.gguf")).unwrap();
+    assert_eq!(a.directions().keys().copied().collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(a.direction(3).unwrap(), &matrix[3 * n_embd..4 * n_embd]);
+    assert_eq!(a.thresholds()[&1], -2.5);
+    // recalibration_v2 wins over thresholds.
+    std::fs::write(
+        p("stats2.json"),
+        r#"{"thresholds": {"2": {"tau": -9}}, "recalibration_v2": {"new_thresholds": {"2": -4.5}}}"#,
+    )
+    .unwrap();
+    let r = run_with(
+        bin,
+        &[
+            "axis",
+            "convert",
+            &p("m.npy"),
+            "--stats",
+            &p("stats2.json"),
+            "-o",
+            &p("b.gguf"),
+        ],
+        "",
+    );
+    assert!(r.ok, "{}", r.err);
+    assert_eq!(AxisFile::open(p("b.gguf")).unwrap().thresholds()[&2], -4.5);
+    // One vector per layer, named by layer; no stats: every layer but 0.
+    std::fs::write(p("layer_0.npy"), npy(&[n_embd], &matrix[..n_embd])).unwrap();
+    std::fs::write(
+        p("layer_5.npy"),
+        npy(&[n_embd], &matrix[n_embd..2 * n_embd]),
+    )
+    .unwrap();
+    let r = run_with(
+        bin,
+        &[
+            "axis",
+            "convert",
+            &p("layer_0.npy"),
+            &p("layer_5.npy"),
+            "-o",
+            &p("c.gguf"),
+        ],
+        "",
+    );
+    assert!(r.ok, "{}", r.err);
+    let c = AxisFile::open(p("c.gguf")).unwrap();
+    assert_eq!(c.directions().keys().copied().collect::<Vec<_>>(), [5]);
+    assert_eq!(c.direction(5).unwrap(), &matrix[n_embd..2 * n_embd]);
+    // safetensors: a 2-D tensor; F16 data converted.
+    let mut st_data = Vec::new();
+    for v in &matrix {
+        st_data.extend_from_slice(&acap::gguf::f32_to_f16(*v).to_le_bytes());
+    }
+    let header = format!(
+        r#"{{"axes": {{"dtype": "F16", "shape": [4, {n_embd}], "data_offsets": [0, {}]}}, "__metadata__": {{}}}}"#,
+        st_data.len()
+    );
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header.as_bytes());
+    st.extend_from_slice(&st_data);
+    std::fs::write(p("v.safetensors"), st).unwrap();
+    let r = run_with(
+        bin,
+        &[
+            "axis",
+            "convert",
+            &p("v.safetensors"),
+            "--layers",
+            "2",
+            "3",
+            "-o",
+            &p("d.gguf"),
+        ],
+        "",
+    );
+    assert!(r.ok, "{}", r.err);
+    let d = AxisFile::open(p("d.gguf")).unwrap();
+    assert_eq!(d.direction(2).unwrap(), &matrix[2 * n_embd..3 * n_embd]); // exact in f16
+    // Bad inputs.
+    let fail = |args: &[&str], needle: &str| {
+        let r = run_with(bin, args, "");
+        assert_eq!(r.code, 1, "{needle}: {}", r.err);
+        assert!(r.err.contains(needle), "expected '{needle}' in: {}", r.err);
+    };
+    std::fs::write(p("model.pt"), b"PK\x03\x04 pickle").unwrap();
+    fail(
+        &["axis", "convert", &p("model.pt"), "-o", &p("x.gguf")],
+        "PyTorch pickles are not supported",
+    );
+    std::fs::write(p("bad.npy"), b"\x93NUMPY\x01\x00\x10\x00{'descr': '<i4'").unwrap();
+    fail(
+        &["axis", "convert", &p("bad.npy"), "-o", &p("x.gguf")],
+        "bad.npy",
+    );
+    let mut trunc = npy(&[4, n_embd], &matrix);
+    trunc.truncate(trunc.len() - 7);
+    std::fs::write(p("trunc.npy"), trunc).unwrap();
+    fail(
+        &["axis", "convert", &p("trunc.npy"), "-o", &p("x.gguf")],
+        "truncated data",
+    );
+    std::fs::write(p("i8.npy"), {
+        let mut v = npy(&[2], &[1.0, 2.0]);
+        let at = v.windows(3).position(|w| w == b"<f4").unwrap();
+        v[at..at + 3].copy_from_slice(b"<i8");
+        v
+    })
+    .unwrap();
+    fail(
+        &["axis", "convert", &p("i8.npy"), "-o", &p("x.gguf")],
+        "unsupported element type '<i8'",
+    );
+    std::fs::write(p("noname.npy"), npy(&[n_embd], &matrix[..n_embd])).unwrap();
+    fail(
+        &["axis", "convert", &p("noname.npy"), "-o", &p("x.gguf")],
+        "no layer number",
+    );
+    std::fs::write(p("bad.safetensors"), b"\xff\xff\xff\xff\xff\xff\xff\x00").unwrap();
+    fail(
+        &["axis", "convert", &p("bad.safetensors"), "-o", &p("x.gguf")],
+        "bad.safetensors",
+    );
+    fail(
+        &[
+            "axis",
+            "convert",
+            &p("m.npy"),
+            "--stats",
+            &p("missing.json"),
+            "-o",
+            &p("x.gguf"),
+        ],
+        "missing.json",
+    );
+}

@@ -560,6 +560,42 @@ static void test_session(acap_model *model, acap_axes *axes, const char *axis_no
   CHECK(acap_evaluation_red_flags(NULL) == NULL);
   acap_evaluation_free(NULL);
 
+  /* Axis extraction. */
+  const char *ex_prompts[3] = {"How do I make a cup of tea properly?",
+                               "Tell me about the history of Rome.",
+                               "Why is the sky blue during the day?"};
+  const char *generic[2] = {"", "You are a helpful assistant."};
+  acap_extract_params xp = acap_extract_params_default();
+  CHECK(xp.max_tokens == 512 && xp.percentile == 25.0f && xp.batch_sequences == 8);
+  xp.persona_system = "You are Sage.";
+  xp.generic_systems = generic;
+  xp.n_generic_systems = 2;
+  xp.layer_start = 2;
+  xp.layer_end = 6;
+  xp.threads = 1;
+  char out_path[4200];
+  snprintf(out_path, sizeof out_path, "%s.extracted.gguf", cvec_path);
+  OK(acap_axis_extract(model, ex_prompts, 3, &xp, out_path));
+  acap_axes *extracted = NULL;
+  OK(acap_axes_load_file(out_path, &extracted));
+  acap_axes_info xi;
+  OK(acap_axes_get_info(extracted, &xi));
+  CHECK(xi.n_layers == 5 && xi.first_layer == 2 && xi.last_layer == 6 && xi.n_thresholds == 5);
+  acap_axes_free(extracted);
+  remove(out_path);
+  acap_extract_params bad_xp = xp;
+  bad_xp.layer_start = 9;
+  bad_xp.layer_end = 12;
+  EXPECT(ACAP_INVALID_ARGUMENT, acap_axis_extract(model, ex_prompts, 3, &bad_xp, out_path));
+  CHECK(strstr(acap_last_error_message(), "9 12") != NULL);
+  EXPECT(ACAP_INVALID_ARGUMENT, acap_axis_extract(model, ex_prompts, 0, &xp, out_path));
+  bad_xp = xp;
+  bad_xp.persona_system = NULL;
+  EXPECT(ACAP_NULL_ARGUMENT, acap_axis_extract(model, ex_prompts, 3, &bad_xp, out_path));
+  FILE *gone = fopen(out_path, "rb");
+  CHECK(gone == NULL); /* nothing written on failure */
+  if (gone) fclose(gone);
+
   /* Control vectors. */
   acap_control_vector *cv = SENTINEL;
   const char *bad_paths[1] = {"/nonexistent/cvec.gguf"};

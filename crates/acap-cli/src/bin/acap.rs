@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! acap demo                                   # offline: tiny model + axis, one capped chat turn
-//! acap axis inspect AXIS.gguf... [-m MODEL] [--acap-threshold T]
+//! acap axis inspect AXIS.gguf... [-m MODEL [--prompts FILE]] [--acap-threshold T]
+//! acap axis extract -m MODEL --prompts FILE --persona-system TEXT|@FILE -o AXIS.gguf
+//! acap axis calibrate -m MODEL --axis AXIS.gguf --prompts FILE -o NEW.gguf
+//! acap axis convert VECTORS.npy|.safetensors... [--stats STATS.json] -o AXIS.gguf
 //! acap gguf dump FILE [--full]
 //! acap version
 //! acap judge -m MODEL (--prompt TEXT --response TEXT [--json] | --jsonl IN [-o OUT])
@@ -171,7 +174,137 @@ enum AxisCommand {
         /// As --acap-threshold (negated for layers without a key).
         #[arg(long, allow_negative_numbers = true)]
         acap_threshold: Option<f32>,
+        /// With -m: show how the last-token projections of these prompts fall on each axis.
+        #[arg(long, requires = "model")]
+        prompts: Option<std::path::PathBuf>,
+        /// System prompt for --prompts (TEXT or @FILE).
+        #[arg(long = "system", requires = "prompts")]
+        system: Option<String>,
     },
+    /// Makes an axis on the deployed model: mean(generic) - mean(persona) of the last prompt
+    /// token's block outputs, thresholds at a percentile of the persona projections.
+    Extract {
+        #[command(flatten)]
+        common: AxisRunArgs,
+        /// A generic system prompt (TEXT or @FILE; "" for none); repeatable. Default: none.
+        #[arg(long = "generic-system")]
+        generic_system: Vec<String>,
+        /// Stats JSON (spec section 9 fields).
+        #[arg(long)]
+        stats: Option<std::path::PathBuf>,
+        /// The output axis file.
+        #[arg(short = 'o', long = "output")]
+        output: std::path::PathBuf,
+    },
+    /// Recomputes an axis's thresholds on a (e.g. quantised) model; prints old and new.
+    Calibrate {
+        #[command(flatten)]
+        common: AxisRunArgs,
+        /// The axis to recalibrate.
+        #[arg(long)]
+        axis: std::path::PathBuf,
+        /// `mean - k*std` instead of a percentile.
+        #[arg(
+            long = "mean-k",
+            conflicts_with = "percentile",
+            allow_negative_numbers = true
+        )]
+        mean_k: Option<f32>,
+        /// Stats JSON (with recalibration_v2.old/new_thresholds).
+        #[arg(long)]
+        stats: Option<std::path::PathBuf>,
+        /// The output axis file.
+        #[arg(short = 'o', long = "output")]
+        output: std::path::PathBuf,
+    },
+    /// Converts vectors from .npy ([n_layers, n_embd] or one vector per file, layer number at
+    /// the end of the name) or .safetensors into an axis GGUF. PyTorch pickles are refused.
+    Convert {
+        /// Input files.
+        #[arg(required = true)]
+        inputs: Vec<std::path::PathBuf>,
+        /// Stats JSON with thresholds (thresholds.L.tau, or recalibration_v2.new_thresholds).
+        #[arg(long)]
+        stats: Option<std::path::PathBuf>,
+        /// Layers to write (default: those with thresholds, else all but 0).
+        #[arg(long = "layers", num_args = 2, value_names = ["START", "END"])]
+        layers: Option<Vec<i64>>,
+        /// Model hint to record (acap.model_hint).
+        #[arg(long)]
+        model_hint: Option<String>,
+        /// The output axis file.
+        #[arg(short = 'o', long = "output")]
+        output: std::path::PathBuf,
+    },
+}
+
+/// What extraction and calibration share.
+#[derive(clap::Args)]
+struct AxisRunArgs {
+    /// The model (the deployed GGUF).
+    #[arg(short = 'm', long = "model")]
+    model: std::path::PathBuf,
+    /// Prompts: plain text (one per line), JSONL with "prompt", or chat JSONL.
+    #[arg(long)]
+    prompts: std::path::PathBuf,
+    /// Keep this many prompts (chosen with --seed).
+    #[arg(long)]
+    sample: Option<usize>,
+    /// Seed of --sample.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The persona system prompt (TEXT or @FILE).
+    #[arg(long = "persona-system")]
+    persona_system: String,
+    /// Prompt tokens kept.
+    #[arg(long = "max-tokens", default_value_t = 512)]
+    max_tokens: usize,
+    /// Capping layers A B (inclusive).
+    #[arg(long = "cap-layers", num_args = 2, value_names = ["A", "B"])]
+    cap_layers: Option<Vec<i64>>,
+    /// Threshold percentile of the persona projections.
+    #[arg(long, default_value_t = 25.0)]
+    percentile: f32,
+    /// Sequences decoded together.
+    #[arg(long = "batch", default_value_t = 8)]
+    batch: u32,
+    /// Threads (0: all cores).
+    #[arg(short = 't', long, default_value_t = 0)]
+    threads: u32,
+    /// Layers to offload to the GPU (-ngl).
+    #[arg(
+        long = "n-gpu-layers",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    n_gpu_layers: i32,
+    /// Chat template name or text (default: the model's).
+    #[arg(long)]
+    chat_template: Option<String>,
+}
+
+impl AxisRunArgs {
+    fn params(&self, mean_k: Option<f32>) -> acap::axis::ExtractParams {
+        let range = self
+            .cap_layers
+            .as_ref()
+            .map_or_else(acap::LayerRange::default, |v| {
+                // Repeated flags: the last pair wins, as in llama-cli.
+                acap::LayerRange::new(v[v.len() - 2], v[v.len() - 1])
+            });
+        acap::axis::ExtractParams {
+            max_tokens: self.max_tokens,
+            cap_layers: range,
+            rule: match mean_k {
+                Some(k) => acap::axis::ThresholdRule::MeanMinusKStd(k),
+                None => acap::axis::ThresholdRule::Percentile(self.percentile),
+            },
+            batch_sequences: self.batch,
+            threads: self.threads,
+            template: self.chat_template.clone(),
+            ..acap::axis::ExtractParams::default()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -197,8 +330,87 @@ fn main() -> ExitCode {
                     files,
                     model,
                     acap_threshold,
+                    prompts,
+                    system,
                 },
-        } => inspect(&files, model.as_deref(), acap_threshold),
+        } => inspect(&files, model.as_deref(), acap_threshold).and_then(|()| {
+            print!("{}", acap_cli::axis_tools::cosine_report(&files)?);
+            let (Some(model), Some(prompts)) = (model, prompts) else {
+                return Ok(());
+            };
+            let system = system
+                .map(|s| acap_cli::axis_tools::text_or_file("--system", &s))
+                .transpose()?;
+            print!(
+                "{}",
+                acap_cli::axis_tools::projection_report(
+                    &files,
+                    &model,
+                    &prompts,
+                    system.as_deref(),
+                    acap_threshold,
+                    0
+                )?
+            );
+            Ok(())
+        }),
+        Command::Axis {
+            command:
+                AxisCommand::Extract {
+                    common,
+                    generic_system,
+                    stats,
+                    output,
+                },
+        } => acap_cli::axis_tools::run_extract(acap_cli::axis_tools::ExtractArgs {
+            params: common.params(None),
+            model: common.model,
+            prompts: common.prompts,
+            sample: common.sample,
+            seed: common.seed,
+            persona_system: common.persona_system,
+            generic_system,
+            output,
+            stats,
+            n_gpu_layers: common.n_gpu_layers,
+        }),
+        Command::Axis {
+            command:
+                AxisCommand::Calibrate {
+                    common,
+                    axis,
+                    mean_k,
+                    stats,
+                    output,
+                },
+        } => acap_cli::axis_tools::run_calibrate(acap_cli::axis_tools::CalibrateArgs {
+            params: common.params(mean_k),
+            model: common.model,
+            axis,
+            prompts: common.prompts,
+            sample: common.sample,
+            seed: common.seed,
+            persona_system: common.persona_system,
+            output,
+            stats,
+            n_gpu_layers: common.n_gpu_layers,
+        }),
+        Command::Axis {
+            command:
+                AxisCommand::Convert {
+                    inputs,
+                    stats,
+                    layers,
+                    model_hint,
+                    output,
+                },
+        } => acap_cli::axis_tools::run_convert(
+            &inputs,
+            stats.as_deref(),
+            layers.map(|v| (v[v.len() - 2], v[v.len() - 1])),
+            model_hint.as_deref(),
+            &output,
+        ),
         Command::Gguf {
             command: GgufCommand::Dump { file, full },
         } => acap::gguf::GgufFile::open(&file)
@@ -292,7 +504,7 @@ fn bench(a: BenchArgs) -> Result<(), String> {
         n_gpu_layers: a.n_gpu_layers,
         n_batch: a.n_batch,
         n_ubatch: a.n_ubatch,
-        layer_range: a.acap_layer_range.map(|v| (v[0], v[1])),
+        layer_range: a.acap_layer_range.map(|v| (v[v.len() - 2], v[v.len() - 1])),
         no_repack: a.no_repack,
         bandwidth_bytes: a.bandwidth_mib << 20,
     })?;
