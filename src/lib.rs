@@ -17,6 +17,7 @@
 
 pub mod axis;
 mod backend;
+mod batch;
 pub mod cap;
 mod chat;
 mod error;
@@ -34,6 +35,7 @@ pub use axis::{
     AxisError, AxisFile, AxisFileError, AxisSet, AxisSetError, AxisWriteError, AxisWriter,
     Threshold, ThresholdError, ThresholdSource, Thresholds,
 };
+pub use batch::{BatchEngine, SlotEvent};
 pub use cap::{
     CapConfig, CapError, CapPlan, ControlVector, ControlVectorError, LayerStats, Observation,
 };

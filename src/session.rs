@@ -225,19 +225,19 @@ impl CancelHandle {
 /// A llama.cpp context over a [`Model`]: decodes prompts, generates, and keeps the KV cache
 /// across calls so a follow-up turn only decodes its new tokens.
 pub struct Session {
-    ctx: NonNull<sys::llama_context>,
-    batch: sys::llama_batch,
+    pub(crate) ctx: NonNull<sys::llama_context>,
+    pub(crate) batch: sys::llama_batch,
     model: Model,
     /// The tokens whose keys and values are in the cache (sequence 0), in order.
     cached: Vec<Token>,
     n_ctx: u32,
     n_batch: u32,
-    flags: Arc<Flags>,
+    pub(crate) flags: Arc<Flags>,
     /// The eval callback's state; boxed so the pointer llama.cpp holds stays valid.
-    hooks: Box<Hooks>,
+    pub(crate) hooks: Box<Hooks>,
     cap_config: Option<CapConfig>,
     eval_callback: bool,
-    n_ubatch: u32,
+    pub(crate) n_ubatch: u32,
     n_seq_max: u32,
 }
 
@@ -932,21 +932,21 @@ impl Session {
 }
 
 /// Holds back text that might be the start of a stop string, and finds stop strings.
-struct StopMatcher<'a> {
-    stops: &'a [String],
+pub(crate) struct StopMatcher {
+    stops: Vec<String>,
     held: String,
 }
 
-impl<'a> StopMatcher<'a> {
-    fn new(stops: &'a [String]) -> Self {
+impl StopMatcher {
+    pub(crate) fn new(stops: &[String]) -> Self {
         Self {
-            stops,
+            stops: stops.to_vec(),
             held: String::new(),
         }
     }
 
     /// Adds text; returns what can be emitted and the stop string found, if any.
-    fn push(&mut self, text: &str) -> (String, Option<String>) {
+    pub(crate) fn push(&mut self, text: &str) -> (String, Option<String>) {
         self.held.push_str(text);
         let hit = self
             .stops
@@ -978,7 +978,7 @@ impl<'a> StopMatcher<'a> {
         (emit, None)
     }
 
-    fn finish(&mut self, tail: &str) -> String {
+    pub(crate) fn finish(&mut self, tail: &str) -> String {
         self.held.push_str(tail);
         std::mem::take(&mut self.held)
     }

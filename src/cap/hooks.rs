@@ -48,6 +48,30 @@ pub(crate) struct Flags {
     pub(crate) hook_failed: AtomicBool,
 }
 
+/// Per-row capping for a batch that mixes requests (the batch engine): the plan of each
+/// request and which request every row belongs to.
+#[derive(Debug, Default)]
+pub(crate) struct Routing {
+    /// Each slot's plan (`None`: uncapped).
+    pub(crate) plans: Vec<Option<CapPlan>>,
+    /// The slot of every token of the batch, in order.
+    pub(crate) rows: Vec<u32>,
+    /// The slot of every output row (tokens whose logits were requested), in order: the rows
+    /// of the last block.
+    pub(crate) out_rows: Vec<u32>,
+    /// Telemetry per slot and block.
+    pub(crate) stats: Vec<Vec<LayerStats>>,
+}
+
+impl Routing {
+    fn caps(&self, layer: usize) -> bool {
+        self.plans
+            .iter()
+            .flatten()
+            .any(|p| p.layers.get(layer).is_some_and(Option::is_some))
+    }
+}
+
 /// State of the eval callback. Owned (boxed, so its address is stable) by the session; the
 /// callback only runs inside `llama_decode`, which the session calls with `&mut self`.
 pub(crate) struct Hooks {
@@ -61,6 +85,8 @@ pub(crate) struct Hooks {
     scratch: Vec<f32>,
     /// Why the last decode failed inside the callback (a panic or an unusable tensor).
     pub(crate) failure: Option<String>,
+    /// Per-row plans (batch engine); when set, it replaces `plan`.
+    pub(crate) routing: Option<Routing>,
     flags: std::sync::Arc<Flags>,
 }
 
@@ -75,6 +101,7 @@ impl Hooks {
             observer: None,
             scratch: Vec::new(),
             failure: None,
+            routing: None,
             flags,
         }
     }
@@ -94,6 +121,9 @@ impl Hooks {
     }
 
     fn capping(&self, layer: usize) -> bool {
+        if let Some(r) = &self.routing {
+            return r.caps(layer);
+        }
         self.enabled
             && self
                 .plan
@@ -160,7 +190,34 @@ impl Hooks {
             unsafe { sys::ggml_backend_tensor_get(t, self.scratch.as_mut_ptr().cast(), 0, n * 4) };
             &mut self.scratch
         };
-        if cap {
+        if cap && self.routing.is_some() {
+            let routing = self.routing.as_mut().expect("checked");
+            let n_rows = n / self.n_embd;
+            let slots = if n_rows == routing.rows.len() {
+                &routing.rows
+            } else if n_rows == routing.out_rows.len() {
+                &routing.out_rows
+            } else {
+                return Err(format!(
+                    "l_out-{layer} has {n_rows} rows for a batch of {} tokens ({} outputs)",
+                    routing.rows.len(),
+                    routing.out_rows.len()
+                ));
+            };
+            for (row, &slot) in data.chunks_exact_mut(self.n_embd).zip(slots.iter()) {
+                let slot = slot as usize;
+                let Some(plan) = routing.plans.get(slot).and_then(Option::as_ref) else {
+                    continue;
+                };
+                let Some(planned) = plan.layers.get(layer).and_then(Option::as_ref) else {
+                    continue;
+                };
+                let started = std::time::Instant::now();
+                let stats = &mut routing.stats[slot][layer];
+                cap_rows(row, &planned.axis, planned.tau, plan.alpha, stats);
+                stats.nanos += started.elapsed().as_nanos() as u64;
+            }
+        } else if cap {
             let plan = self.plan.as_ref().expect("capping implies a plan");
             let planned = plan.layers[layer]
                 .as_ref()

@@ -4,6 +4,7 @@ mod alloc_free;
 mod axis_file;
 mod axis_set;
 mod axis_writer;
+mod batch;
 mod capping;
 mod common;
 mod eval;

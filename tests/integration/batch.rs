@@ -1,0 +1,186 @@
+//! Continuous batching: requests sharing one context get exactly the text they get alone, each
+//! row capped by its own request's settings.
+
+use std::collections::{HashMap, VecDeque};
+
+use acap::{
+    AxisFile, AxisSet, AxisWriter, BatchEngine, CapConfig, GenerateParams, LayerStats, Model,
+    QuantType, SamplingParams, SessionParams, SlotEvent, Special, StopReason,
+};
+
+use crate::common::load;
+
+struct Req {
+    prompt: Vec<i32>,
+    capped: bool,
+}
+
+fn engine(m: &Model, slots: u32) -> BatchEngine {
+    BatchEngine::new(
+        m,
+        slots,
+        SessionParams::default()
+            .with_n_ctx(512 * slots)
+            .with_n_batch(512)
+            .with_threads(1),
+    )
+    .unwrap()
+}
+
+fn plan(m: &Model) -> acap::CapPlan {
+    let mut w = AxisWriter::new();
+    for l in 1..=7u32 {
+        w = w
+            .with_direction(l, acap_testkit::random_vector(u64::from(l) + 40, 256))
+            .with_threshold(l, -1e6);
+    }
+    let axes = AxisSet::new(vec![AxisFile::from_bytes(w.to_bytes().unwrap()).unwrap()]).unwrap();
+    CapConfig::new(axes).plan(m).unwrap()
+}
+
+/// Runs `reqs` through `e`, filling free slots as they open; returns each request's text,
+/// stats and capping telemetry.
+fn run_all(
+    e: &mut BatchEngine,
+    reqs: &[Req],
+    gp: &GenerateParams,
+) -> Vec<(String, acap::GenerationStats, Vec<(u32, LayerStats)>)> {
+    let m = e.model().clone();
+    let mut queue: VecDeque<usize> = (0..reqs.len()).collect();
+    let mut owner: HashMap<usize, usize> = HashMap::new();
+    let mut text = vec![String::new(); reqs.len()];
+    let mut done: Vec<Option<_>> = vec![None; reqs.len()];
+    let mut steps = 0;
+    while !queue.is_empty() || e.is_busy() {
+        while let Some(&r) = queue.front() {
+            let Some(slot) = e.free_slot(&reqs[r].prompt) else {
+                break;
+            };
+            queue.pop_front();
+            let p = reqs[r].capped.then(|| plan(&m));
+            e.start(slot, &reqs[r].prompt, gp, p).unwrap();
+            owner.insert(slot, r);
+        }
+        for (slot, ev) in e.step() {
+            let r = owner[&slot];
+            match ev {
+                SlotEvent::Text(t) => text[r].push_str(&t),
+                SlotEvent::Finished(st) => done[r] = Some((st, e.slot_cap_stats(slot))),
+                SlotEvent::Failed(msg) => panic!("request {r} failed: {msg}"),
+            }
+        }
+        steps += 1;
+        assert!(steps < 10_000, "no progress");
+    }
+    text.into_iter()
+        .zip(done)
+        .map(|(t, d)| {
+            let (st, cap) = d.expect("finished");
+            (t, st, cap)
+        })
+        .collect()
+}
+
+#[test]
+fn batched_requests_match_their_solo_runs_with_per_request_capping() {
+    let m = load(QuantType::Q8_0);
+    let prompts = [
+        "Tell me a story about a cat.",
+        "What is the capital of France?",
+        "Write a poem about the sea and the sky.",
+        "How do I bake bread?",
+        "Explain gravity to a child, please.",
+        "List three colours.",
+        "Why do birds sing in the morning?",
+        "Hello!",
+    ];
+    let reqs: Vec<Req> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Req {
+            prompt: m.tokenize(p, Special::PROMPT).unwrap(),
+            capped: i % 2 == 0,
+        })
+        .collect();
+    let gp = GenerateParams::default()
+        .with_max_tokens(12)
+        .with_sampling(SamplingParams::greedy());
+    let solo: Vec<String> = reqs
+        .iter()
+        .map(|r| {
+            let one = [Req {
+                prompt: r.prompt.clone(),
+                capped: r.capped,
+            }];
+            run_all(&mut engine(&m, 1), &one, &gp).remove(0).0
+        })
+        .collect();
+    let mut e = engine(&m, 4);
+    let together = run_all(&mut e, &reqs, &gp);
+    for (i, (text, st, cap)) in together.iter().enumerate() {
+        assert_eq!(
+            text, &solo[i],
+            "request {i} (capped {}) differs in a batch",
+            reqs[i].capped
+        );
+        assert_eq!(st.stop_reason, StopReason::MaxTokens);
+        assert_eq!(st.generated_tokens, 12);
+        if reqs[i].capped {
+            assert_eq!(cap.len(), 7);
+            assert!(
+                cap.iter()
+                    .all(|(_, s)| s.rows_capped > 0 && s.rows_capped == s.rows_seen)
+            );
+        } else {
+            assert!(cap.is_empty(), "uncapped request {i} has telemetry {cap:?}");
+        }
+    }
+    // Capping changed the capped texts (against the same prompts uncapped).
+    let uncapped: Vec<Req> = reqs
+        .iter()
+        .map(|r| Req {
+            prompt: r.prompt.clone(),
+            capped: false,
+        })
+        .collect();
+    let plain = run_all(&mut engine(&m, 4), &uncapped, &gp);
+    assert_ne!(plain[0].0, together[0].0);
+    assert_eq!(plain[1].0, together[1].0);
+    // A follow-up with the same prompt reuses the slot's cache.
+    let again = run_all(&mut e, &reqs[..1], &gp);
+    assert!(again[0].1.cached_tokens > 0);
+    assert_eq!(again[0].0, solo[0]);
+}
+
+#[test]
+fn engine_errors_cancel_and_limits() {
+    let m = load(QuantType::Q8_0);
+    let mut e = engine(&m, 2);
+    let gp = GenerateParams::default()
+        .with_max_tokens(50)
+        .with_sampling(SamplingParams::greedy());
+    let p = m.tokenize("Tell me a story.", Special::PROMPT).unwrap();
+    // Too long for a slot's share of the context.
+    let long = vec![p[1]; e.n_ctx_per_slot() + 1];
+    assert!(matches!(
+        e.start(0, &long, &gp, None),
+        Err(acap::Error::Decode(acap::DecodeError::ContextFull { .. }))
+    ));
+    assert!(e.start(0, &[], &gp, None).is_err());
+    e.start(0, &p, &gp, None).unwrap();
+    assert!(e.start(0, &p, &gp, None).is_err(), "slot 0 is busy");
+    e.step();
+    e.cancel(0);
+    let events = e.step();
+    assert!(
+        events.iter().any(|(s, ev)| *s == 0
+            && matches!(ev, SlotEvent::Finished(st) if st.stop_reason == StopReason::Cancelled)),
+        "{events:?}"
+    );
+    assert!(!e.is_busy());
+    assert_eq!(
+        e.free_slot(&p),
+        Some(0),
+        "the slot with the cached prefix is preferred"
+    );
+}
