@@ -190,8 +190,7 @@ impl Hooks {
             unsafe { sys::ggml_backend_tensor_get(t, self.scratch.as_mut_ptr().cast(), 0, n * 4) };
             &mut self.scratch
         };
-        if cap && self.routing.is_some() {
-            let routing = self.routing.as_mut().expect("checked");
+        if let (true, Some(routing)) = (cap, self.routing.as_mut()) {
             let n_rows = n / self.n_embd;
             let slots = if n_rows == routing.rows.len() {
                 &routing.rows
