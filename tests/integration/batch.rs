@@ -38,13 +38,16 @@ fn plan(m: &Model) -> acap::CapPlan {
     CapConfig::new(axes).plan(m).unwrap()
 }
 
+/// One request's outcome: its text, statistics and capping telemetry.
+type Outcome = (String, acap::GenerationStats, Vec<(u32, LayerStats)>);
+
 /// Runs `reqs` through `e`, filling free slots as they open; returns each request's text,
 /// stats and capping telemetry.
 fn run_all(
     e: &mut BatchEngine,
     reqs: &[Req],
     gp: &GenerateParams,
-) -> Vec<(String, acap::GenerationStats, Vec<(u32, LayerStats)>)> {
+) -> Vec<Outcome> {
     let m = e.model().clone();
     let mut queue: VecDeque<usize> = (0..reqs.len()).collect();
     let mut owner: HashMap<usize, usize> = HashMap::new();
