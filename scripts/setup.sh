@@ -29,3 +29,13 @@ for sub in fmt clippy; do
         || { echo "setup: 'cargo $sub' missing: run 'rustup component add ${sub/fmt/rustfmt}'" >&2; exit 1; }
 done
 echo "setup: ok ($(rustc --version))" >&2
+
+# The acap-server tests drive the server with the official openai Python client, installed
+# (once) into a virtual environment under target/.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/target/openai-venv"
+if ! "$venv/bin/python" -c "import openai" >/dev/null 2>&1; then
+    echo "setup: installing the openai Python client into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "openai==$(cat "$root/scripts/openai-version")"
+fi

@@ -47,7 +47,20 @@ struct Job {
 #[derive(Default)]
 struct Slot {
     cached: Vec<Token>,
+    /// The capping the cached keys and values were computed under: a prefix is only reused
+    /// by a request with the same plan.
+    cached_plan: Option<CapPlan>,
     job: Option<Job>,
+}
+
+impl Slot {
+    fn reusable(&self, prompt: &[Token], plan: Option<&CapPlan>) -> usize {
+        if self.cached_plan.as_ref() == plan {
+            common_prefix(&self.cached, prompt)
+        } else {
+            0
+        }
+    }
 }
 
 /// Several requests over one model and one context.
@@ -87,6 +100,16 @@ impl BatchEngine {
         })
     }
 
+    /// Applies control vectors to every request (or removes them with `None`); empties the
+    /// cache. Call while no request runs.
+    pub fn set_control_vector(
+        &mut self,
+        cv: Option<&crate::cap::ControlVector>,
+    ) -> Result<(), crate::cap::ControlVectorError> {
+        self.slots.iter_mut().for_each(|s| s.cached.clear());
+        self.session.set_control_vector(cv)
+    }
+
     /// The model.
     pub fn model(&self) -> &Model {
         self.session.model()
@@ -102,13 +125,14 @@ impl BatchEngine {
         self.n_ctx_slot
     }
 
-    /// A free slot, preferring one whose cache shares the longest prefix with `prompt`.
-    pub fn free_slot(&self, prompt: &[Token]) -> Option<usize> {
+    /// A free slot, preferring one whose cache shares the longest prefix with `prompt` under
+    /// the same capping `plan`.
+    pub fn free_slot(&self, prompt: &[Token], plan: Option<&CapPlan>) -> Option<usize> {
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.job.is_none())
-            .max_by_key(|(i, s)| (common_prefix(&s.cached, prompt), usize::MAX - i))
+            .max_by_key(|(i, s)| (s.reusable(prompt, plan), usize::MAX - i))
             .map(|(i, _)| i)
     }
 
@@ -150,7 +174,8 @@ impl BatchEngine {
         }
         let mut sampler = Sampler::new(self.session.model(), &params.sampling, n_ctx as u32)?;
         sampler.accept_prompt(prompt);
-        let common = common_prefix(&s.cached, prompt).min(prompt.len() - 1);
+        // Keys and values computed under other capping are never reused.
+        let common = s.reusable(prompt, plan.as_ref()).min(prompt.len() - 1);
         // SAFETY: a live context; drops positions [common, end) of this slot's sequence.
         unsafe {
             sys::llama_memory_seq_rm(
@@ -161,6 +186,7 @@ impl BatchEngine {
             )
         };
         s.cached.truncate(common);
+        s.cached_plan.clone_from(&plan);
         let routing = self.session.hooks.routing.as_mut().expect("engine routing");
         routing.stats[slot]
             .iter_mut()

@@ -43,11 +43,7 @@ type Outcome = (String, acap::GenerationStats, Vec<(u32, LayerStats)>);
 
 /// Runs `reqs` through `e`, filling free slots as they open; returns each request's text,
 /// stats and capping telemetry.
-fn run_all(
-    e: &mut BatchEngine,
-    reqs: &[Req],
-    gp: &GenerateParams,
-) -> Vec<Outcome> {
+fn run_all(e: &mut BatchEngine, reqs: &[Req], gp: &GenerateParams) -> Vec<Outcome> {
     let m = e.model().clone();
     let mut queue: VecDeque<usize> = (0..reqs.len()).collect();
     let mut owner: HashMap<usize, usize> = HashMap::new();
@@ -56,11 +52,11 @@ fn run_all(
     let mut steps = 0;
     while !queue.is_empty() || e.is_busy() {
         while let Some(&r) = queue.front() {
-            let Some(slot) = e.free_slot(&reqs[r].prompt) else {
+            let p = reqs[r].capped.then(|| plan(&m));
+            let Some(slot) = e.free_slot(&reqs[r].prompt, p.as_ref()) else {
                 break;
             };
             queue.pop_front();
-            let p = reqs[r].capped.then(|| plan(&m));
             e.start(slot, &reqs[r].prompt, gp, p).unwrap();
             owner.insert(slot, r);
         }
@@ -153,6 +149,18 @@ fn batched_requests_match_their_solo_runs_with_per_request_capping() {
     let again = run_all(&mut e, &reqs[..1], &gp);
     assert!(again[0].1.cached_tokens > 0);
     assert_eq!(again[0].0, solo[0]);
+    // The same prompt uncapped in a one-slot engine whose cache was computed capped: nothing
+    // is reused, and the text is the uncapped one.
+    let mut one = engine(&m, 1);
+    let capped_first = run_all(&mut one, &reqs[..1], &gp);
+    let flipped = [Req {
+        prompt: reqs[0].prompt.clone(),
+        capped: false,
+    }];
+    let after = run_all(&mut one, &flipped, &gp);
+    assert_eq!(after[0].1.cached_tokens, 0);
+    assert_eq!(after[0].0, plain[0].0);
+    assert_ne!(capped_first[0].0, after[0].0);
 }
 
 #[test]
@@ -182,7 +190,7 @@ fn engine_errors_cancel_and_limits() {
     );
     assert!(!e.is_busy());
     assert_eq!(
-        e.free_slot(&p),
+        e.free_slot(&p, None),
         Some(0),
         "the slot with the cached prefix is preferred"
     );

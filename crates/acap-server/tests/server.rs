@@ -1,0 +1,539 @@
+//! acap-server over real HTTP on loopback, on the tiny model: every endpoint, streaming and
+//! not, per-request capping under concurrency, every error path, disconnects, shutdown, and
+//! the official `openai` Python client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use acap::{AxisWriter, QuantType};
+use serde_json::{Value, json};
+
+fn model() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| acap_testkit::tiny(QuantType::Q8_0))
+}
+
+/// An axis for the tiny model that caps every row on blocks 2..6.
+fn axis(dir: &Path) -> PathBuf {
+    let mut w = AxisWriter::new();
+    for l in 2..=6u32 {
+        w = w
+            .with_direction(l, acap_testkit::random_vector(u64::from(l) + 7, 256))
+            .with_threshold(l, -1e6);
+    }
+    let path = dir.join("axis.gguf");
+    w.write_file(&path).unwrap();
+    path
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_acap-server"))
+            .arg("-m")
+            .arg(model())
+            .args(["--port", "0", "-t", "1"])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let port = loop {
+            line.clear();
+            assert!(
+                err.read_line(&mut line).unwrap() > 0,
+                "server exited before listening"
+            );
+            if let Some(rest) = line.split("http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap();
+                break addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = err.read_to_string(&mut sink);
+        });
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+fn request(port: u16, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += "\r\n";
+    req += body;
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    Reply { status, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out += &rest[..n];
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn post(port: u16, path: &str, body: &Value) -> Reply {
+    request(port, "POST", path, &body.to_string(), &[])
+}
+
+fn chat_body(content: &str, extra: Value) -> Value {
+    let mut b = json!({"messages": [{"role": "user", "content": content}],
+                       "max_tokens": 12, "temperature": 0});
+    for (k, v) in extra.as_object().unwrap() {
+        b[k] = v.clone();
+    }
+    b
+}
+
+/// The text of a streamed reply, and its final chunk.
+fn streamed(body: &str, chat: bool) -> (String, Value) {
+    let mut text = String::new();
+    let mut last = Value::Null;
+    let mut done = false;
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        let piece = if chat {
+            v["choices"][0]["delta"]["content"].as_str()
+        } else {
+            v["choices"][0]["text"].as_str()
+        };
+        text += piece.unwrap_or("");
+        last = v;
+    }
+    assert!(done, "no [DONE] in {body}");
+    (text, last)
+}
+
+#[test]
+fn endpoints_streaming_and_per_request_capping() {
+    let dir = tempfile_dir();
+    let ax = axis(dir.path());
+    let srv = Server::start(&["-np", "2", "-c", "2048", "--acap", ax.to_str().unwrap()]);
+    let port = srv.port;
+    assert_eq!(
+        request(port, "GET", "/health", "", &[]).json()["status"],
+        "ok"
+    );
+    let models = request(port, "GET", "/v1/models", "", &[]).json();
+    assert_eq!(models["object"], "list");
+    assert!(models["data"][0]["id"].is_string());
+
+    // Chat: capped by default, uncapped on request; streaming gives the same text.
+    let capped = post(
+        port,
+        "/v1/chat/completions",
+        &chat_body("Tell me about cats.", json!({})),
+    );
+    assert_eq!(capped.status, 200, "{}", capped.body);
+    let capped = capped.json();
+    let text = capped["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(capped["usage"]["completion_tokens"], 12);
+    assert_eq!(capped["choices"][0]["finish_reason"], "length");
+    assert_eq!(capped["acap"]["applied"]["enabled"], true);
+    assert_eq!(capped["acap"]["applied"]["layers"], json!([2, 3, 4, 5, 6]));
+    assert!(
+        capped["acap"]["layers"]["4"]["rows_capped"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let uncapped = post(
+        port,
+        "/v1/chat/completions",
+        &chat_body("Tell me about cats.", json!({"acap": {"enabled": false}})),
+    )
+    .json();
+    let plain = uncapped["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap();
+    assert_ne!(plain, text, "capping must change the text");
+    assert_eq!(uncapped["acap"]["layers"], json!({}));
+    let s = post(
+        port,
+        "/v1/chat/completions",
+        &chat_body("Tell me about cats.", json!({"stream": true})),
+    );
+    assert_eq!(s.status, 200);
+    let (stext, last) = streamed(&s.body, true);
+    assert_eq!(stext, text);
+    assert_eq!(last["usage"]["completion_tokens"], 12);
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    assert!(last["acap"]["layers"]["2"]["rows_seen"].as_u64().unwrap() > 0);
+    // Per-request parameters: alpha 0 caps nothing, so it equals the uncapped text.
+    let a0 = post(
+        port,
+        "/v1/chat/completions",
+        &chat_body("Tell me about cats.", json!({"acap": {"alpha": 0.0}})),
+    )
+    .json();
+    assert_eq!(a0["choices"][0]["message"]["content"], plain);
+    assert_eq!(a0["acap"]["applied"]["alpha"], 0.0);
+    let ranged = post(
+        port,
+        "/v1/chat/completions",
+        &chat_body(
+            "Hi",
+            json!({"acap": {"layer_range": [3, 4], "threshold": 3.5}}),
+        ),
+    )
+    .json();
+    assert_eq!(ranged["acap"]["applied"]["layers"], json!([3, 4]));
+
+    // Completions, streamed and not.
+    let c = post(
+        port,
+        "/v1/completions",
+        &json!({"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}),
+    );
+    assert_eq!(c.status, 200, "{}", c.body);
+    let ctext = c.json()["choices"][0]["text"].as_str().unwrap().to_owned();
+    let cs = post(
+        port,
+        "/v1/completions",
+        &json!({"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0, "stream": true}),
+    );
+    assert_eq!(streamed(&cs.body, false).0, ctext);
+    // Stop strings and grammar.
+    let g = post(
+        port,
+        "/v1/completions",
+        &json!({"prompt": "Answer:", "max_tokens": 8, "temperature": 0, "grammar": "root ::= \"yes\" | \"no\""}),
+    )
+    .json();
+    let answer = g["choices"][0]["text"].as_str().unwrap();
+    assert!(answer == "yes" || answer == "no", "{answer}");
+
+    // The evaluator: uncapped, parsed.
+    let e = post(
+        port,
+        "/v1/evaluate",
+        &json!({"prompt": "How do I bake bread?", "response": "Knead and bake.", "seed": 1}),
+    );
+    assert_eq!(e.status, 200, "{}", e.body);
+    let e = e.json();
+    assert_eq!(e["complete"], true, "{e}");
+    assert_eq!(e["acap"]["applied"]["enabled"], false);
+    assert_eq!(e["scores"].as_object().unwrap().len(), 6);
+
+    // Metrics.
+    let m = request(port, "GET", "/metrics", "", &[]);
+    assert_eq!(m.status, 200);
+    for needle in [
+        "acap_requests_total{endpoint=\"chat\"}",
+        "acap_generated_tokens_total",
+        "acap_tokens_per_second",
+        "acap_queue_depth 0",
+        "acap_rows_capped_total{layer=\"4\"}",
+    ] {
+        assert!(m.body.contains(needle), "{needle} missing from {}", m.body);
+    }
+}
+
+fn tempfile_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn concurrent_mixed_requests_match_their_solo_texts() {
+    let dir = tempfile_dir();
+    let ax = axis(dir.path());
+    let srv = Server::start(&["-np", "4", "-c", "2048", "--acap", ax.to_str().unwrap()]);
+    let port = srv.port;
+    let prompts = [
+        "Tell me a story about a cat.",
+        "What is the capital of France?",
+        "Write a poem about the sea.",
+        "How do I bake bread?",
+        "Explain gravity to a child.",
+        "List three colours.",
+        "Why do birds sing?",
+        "Hello there!",
+    ];
+    let body = |i: usize| chat_body(prompts[i], json!({"acap": {"enabled": i % 2 == 0}}));
+    let solo: Vec<Value> = (0..8)
+        .map(|i| post(port, "/v1/chat/completions", &body(i)).json())
+        .collect();
+    let together: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let b = body(i);
+                s.spawn(move || post(port, "/v1/chat/completions", &b).json())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for i in 0..8 {
+        assert_eq!(
+            together[i]["choices"][0]["message"]["content"],
+            solo[i]["choices"][0]["message"]["content"],
+            "request {i} (capped {})",
+            i % 2 == 0
+        );
+        if i % 2 == 1 {
+            assert_eq!(
+                together[i]["acap"]["layers"],
+                json!({}),
+                "uncapped request {i}"
+            );
+        } else {
+            assert!(
+                together[i]["acap"]["layers"]["3"]["rows_capped"]
+                    .as_u64()
+                    .unwrap()
+                    > 0
+            );
+        }
+    }
+}
+
+#[test]
+fn error_paths() {
+    let dir = tempfile_dir();
+    let ax = axis(dir.path());
+    let srv = Server::start(&[
+        "-np",
+        "1",
+        "-c",
+        "256",
+        "--api-key",
+        "sekret",
+        "--acap",
+        ax.to_str().unwrap(),
+    ]);
+    let port = srv.port;
+    let auth = [("Authorization", "Bearer sekret")];
+    let chat = |body: &str| request(port, "POST", "/v1/chat/completions", body, &auth);
+    // 401: missing and wrong key; /health stays open.
+    let r = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &chat_body("Hi", json!({})).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["type"], "authentication_error");
+    let r = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &chat_body("Hi", json!({})).to_string(),
+        &[("Authorization", "Bearer wrong")],
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(request(port, "GET", "/health", "", &[]).status, 200);
+    // 400s naming the field.
+    for (body, param) in [
+        ("{not json".to_owned(), "body"),
+        (json!({"messages": "hi"}).to_string(), "messages"),
+        (
+            json!({"messages": [{"content": "x"}]}).to_string(),
+            "messages[0].role",
+        ),
+        (
+            chat_body("Hi", json!({"temperature": "hot"})).to_string(),
+            "temperature",
+        ),
+        (
+            chat_body("Hi", json!({"max_tokens": -3})).to_string(),
+            "max_tokens",
+        ),
+        (chat_body("Hi", json!({"top_p": 7})).to_string(), "sampling"),
+        (
+            chat_body("Hi", json!({"grammar": "root ::= ("})).to_string(),
+            "grammar",
+        ),
+        (chat_body("Hi", json!({"stop": 5})).to_string(), "stop"),
+        (
+            chat_body("Hi", json!({"stream": "yes"})).to_string(),
+            "stream",
+        ),
+        (
+            chat_body("Hi", json!({"acap": {"layer_range": [1]}})).to_string(),
+            "acap.layer_range",
+        ),
+        (
+            chat_body("Hi", json!({"acap": {"alpha": 3}})).to_string(),
+            "acap",
+        ),
+        (
+            chat_body(&"word ".repeat(400), json!({})).to_string(),
+            "messages",
+        ),
+    ] {
+        let r = chat(&body);
+        assert_eq!(r.status, 400, "{param}: {}", r.body);
+        assert_eq!(r.json()["error"]["param"], param, "{}", r.body);
+    }
+    // A client that disconnects mid-stream frees its slot (-np 1): the next request runs.
+    {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let body = chat_body(
+            "Tell me a long story.",
+            json!({"stream": true, "max_tokens": 200}),
+        )
+        .to_string();
+        write!(
+            s,
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("200"));
+        // Dropped here: the connection closes mid-stream.
+    }
+    let t = Instant::now();
+    let r = chat(&chat_body("Hi", json!({"max_tokens": 4})).to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(t.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn queue_limit_gives_503_and_sigterm_exits_cleanly() {
+    let srv = Server::start(&["-np", "1", "-c", "1024", "--queue", "1"]);
+    let port = srv.port;
+    let long = chat_body("Tell me a very long story.", json!({"max_tokens": 400}));
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                let b = long.clone();
+                s.spawn(move || post(port, "/v1/chat/completions", &b).status)
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+    // SIGTERM: finishes and exits 0.
+    let mut srv = srv;
+    let pid = srv.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = srv.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
+
+/// The official `openai` Python client (installed into `target/openai-venv` by
+/// `scripts/setup.sh`) runs a chat completion, a streamed one and a completion.
+#[test]
+fn official_openai_python_client() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = std::env::var_os("ACAP_OPENAI_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/openai-venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} not found: run scripts/setup.sh (it installs the openai client into a venv)",
+        python.display()
+    );
+    let srv = Server::start(&["-np", "2", "-c", "2048", "--api-key", "k"]);
+    let script = r#"
+import sys, openai
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="k")
+r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=6, temperature=0)
+full = r.choices[0].message.content
+assert r.usage.completion_tokens == 6, r.usage
+parts = []
+for ch in c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=6, temperature=0, stream=True):
+    if ch.choices and ch.choices[0].delta.content:
+        parts.append(ch.choices[0].delta.content)
+assert "".join(parts) == full, (parts, full)
+t = c.completions.create(model="tiny", prompt="Once upon a time", max_tokens=5, temperature=0)
+assert t.choices[0].text, t
+print("OPENAI OK")
+"#;
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(srv.url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OPENAI OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
