@@ -465,6 +465,87 @@ fn sse(
     Sse::new(UnboundedReceiverStream::new(out)).into_response()
 }
 
+/// Which OpenAI response shape a generation gets.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `/v1/chat/completions`.
+    Chat,
+    /// `/v1/completions`.
+    Text,
+}
+
+impl Kind {
+    fn endpoint(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Text => "completions",
+        }
+    }
+
+    /// A choice: streamed (`text` is a piece, or `None` in the final chunk) or whole.
+    fn choice(self, text: Option<&str>, finish: Option<&str>, whole: bool) -> Value {
+        match (self, whole) {
+            (Self::Chat, true) => json!({"index": 0, "finish_reason": finish,
+                "message": {"role": "assistant", "content": text.unwrap_or("")}}),
+            (Self::Chat, false) => json!({"index": 0, "finish_reason": finish,
+                "delta": text.map_or(json!({}), |t| json!({"content": t}))}),
+            (Self::Text, _) => {
+                json!({"index": 0, "text": text.unwrap_or(""), "finish_reason": finish})
+            }
+        }
+    }
+}
+
+/// Queues a generation and answers with the whole result or a stream of chunks.
+async fn respond(
+    state: &AppState,
+    kind: Kind,
+    tokens: Vec<acap::Token>,
+    params: GenerateParams,
+    cap: Capping,
+    stream: bool,
+) -> Result<Response, ApiError> {
+    count(state, kind.endpoint());
+    let rx = submit(state, tokens, params, cap.plan)?;
+    let n = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let (id, object, chunk_object) = match kind {
+        Kind::Chat => (
+            format!("chatcmpl-{n}"),
+            "chat.completion",
+            "chat.completion.chunk",
+        ),
+        Kind::Text => (format!("cmpl-{n}"), "text_completion", "text_completion"),
+    };
+    let (created, model) = (now(), state.model_name.clone());
+    let applied = cap.applied;
+    if stream {
+        let head = matches!(kind, Kind::Chat).then(|| {
+            json!({"id": id, "object": chunk_object, "created": created, "model": model,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                "finish_reason": null}]})
+        });
+        return Ok(sse(rx, head, move |text, done, tel| {
+            let finish = done.map(|s| finish_reason(&s.stop_reason));
+            let mut v = json!({"id": id, "object": chunk_object, "created": created,
+                "model": model, "choices": [kind.choice(text, finish, false)]});
+            if let Some(st) = done {
+                v["usage"] = usage(st);
+                v["acap"] = json!({"applied": applied, "layers": telemetry_json(tel)});
+            }
+            v
+        }));
+    }
+    let (text, st, tel) = collect(rx).await?;
+    let finish = finish_reason(&st.stop_reason);
+    Ok(axum::Json(json!({
+        "id": id, "object": object, "created": created, "model": model,
+        "choices": [kind.choice(Some(&text), Some(finish), true)],
+        "usage": usage(&st),
+        "acap": {"applied": applied, "layers": telemetry_json(&tel)},
+    }))
+    .into_response())
+}
+
 async fn health() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
@@ -509,36 +590,7 @@ async fn chat_inner(
         .model
         .tokenize(&prompt, Special::PROMPT)
         .map_err(|e| ApiError::bad("messages", e.to_string()))?;
-    count(&state, "chat");
-    let rx = submit(&state, tokens, params, cap.plan)?;
-    let id = format!("chatcmpl-{}", state.next_id.fetch_add(1, Ordering::Relaxed));
-    let (created, model) = (now(), state.model_name.clone());
-    if stream {
-        let head = json!({"id": id, "object": "chat.completion.chunk", "created": created,
-            "model": model, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-            "finish_reason": null}]});
-        let applied = cap.applied;
-        return Ok(sse(rx, Some(head), move |text, done, tel| {
-            let mut v = json!({"id": id, "object": "chat.completion.chunk", "created": created,
-                "model": model, "choices": [{"index": 0,
-                "delta": text.map_or(json!({}), |t| json!({"content": t})),
-                "finish_reason": done.map(|s| finish_reason(&s.stop_reason))}]});
-            if let Some(st) = done {
-                v["usage"] = usage(st);
-                v["acap"] = json!({"applied": applied, "layers": telemetry_json(tel)});
-            }
-            v
-        }));
-    }
-    let (text, st, tel) = collect(rx).await?;
-    Ok(axum::Json(json!({
-        "id": id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish_reason(&st.stop_reason)}],
-        "usage": usage(&st),
-        "acap": {"applied": cap.applied, "layers": telemetry_json(&tel)},
-    }))
-    .into_response())
+    respond(&state, Kind::Chat, tokens, params, cap, stream).await
 }
 
 async fn completions(
@@ -573,31 +625,7 @@ async fn completions_inner(
         .model
         .tokenize(&prompt, Special::PROMPT)
         .map_err(|e| ApiError::bad("prompt", e.to_string()))?;
-    count(&state, "completions");
-    let rx = submit(&state, tokens, params, cap.plan)?;
-    let id = format!("cmpl-{}", state.next_id.fetch_add(1, Ordering::Relaxed));
-    let (created, model) = (now(), state.model_name.clone());
-    if stream {
-        let applied = cap.applied;
-        return Ok(sse(rx, None, move |text, done, tel| {
-            let mut v = json!({"id": id, "object": "text_completion", "created": created,
-                "model": model, "choices": [{"index": 0, "text": text.unwrap_or(""),
-                "finish_reason": done.map(|s| finish_reason(&s.stop_reason))}]});
-            if let Some(st) = done {
-                v["usage"] = usage(st);
-                v["acap"] = json!({"applied": applied, "layers": telemetry_json(tel)});
-            }
-            v
-        }));
-    }
-    let (text, st, tel) = collect(rx).await?;
-    Ok(axum::Json(json!({
-        "id": id, "object": "text_completion", "created": created, "model": model,
-        "choices": [{"index": 0, "text": text, "finish_reason": finish_reason(&st.stop_reason)}],
-        "usage": usage(&st),
-        "acap": {"applied": cap.applied, "layers": telemetry_json(&tel)},
-    }))
-    .into_response())
+    respond(&state, Kind::Text, tokens, params, cap, stream).await
 }
 
 async fn evaluate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
