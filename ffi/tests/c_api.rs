@@ -25,7 +25,9 @@ fn root() -> PathBuf {
 /// The directory holding a fresh `libacap.so` (the profile directory of this test binary).
 ///
 /// Cargo does not rebuild a cdylib-only library for its integration tests, so the test builds
-/// it once per run with a nested `cargo build` (cargo holds no lock while tests run).
+/// it once per run with a nested `cargo build` (cargo holds no lock while tests run). It
+/// selects what `cargo test --workspace` (CI, `scripts/test.sh`) selects, so features unify
+/// the same way and nothing (llama.cpp above all) is built a second time.
 fn lib_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -33,7 +35,7 @@ fn lib_dir() -> PathBuf {
         let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "acap-ffi"]);
+        cmd.args(["build", "--workspace", "--all-targets"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

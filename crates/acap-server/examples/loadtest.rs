@@ -6,6 +6,7 @@
 //! ```text
 //! cargo build --release -p acap-server --examples
 //! ./target/release/examples/loadtest [-m MODEL|small:q8_0] [--requests 8] [--tokens 32] [--reps 2]
+//!     [--clients 1,4,8] [--modes uncapped,capped,mixed] [-t THREADS]
 //! ```
 //! It starts `acap-server` (from the same target directory) with `-np 8`, capping 7 blocks at
 //! the relative depth of 22..28 of 32 with thresholds every row exceeds (the most work).
@@ -56,6 +57,12 @@ fn main() {
     let requests: usize = arg(&args, "--requests", "8").parse().expect("--requests");
     let tokens: usize = arg(&args, "--tokens", "32").parse().expect("--tokens");
     let reps: usize = arg(&args, "--reps", "2").parse().expect("--reps");
+    let threads = arg(&args, "-t", "0");
+    let client_counts: Vec<usize> = arg(&args, "--clients", "1,4,8")
+        .split(',')
+        .map(|c| c.parse().expect("--clients"))
+        .collect();
+    let wanted = arg(&args, "--modes", "uncapped,capped,mixed");
     let model = if std::path::Path::new(&model_arg).is_file() {
         std::path::PathBuf::from(&model_arg)
     } else {
@@ -92,6 +99,8 @@ fn main() {
             "0",
             "-np",
             "8",
+            "-t",
+            &threads,
             "-c",
             &(8 * (tokens + 128)).to_string(),
         ])
@@ -130,12 +139,15 @@ fn main() {
     // Warm-up.
     post(port, &body(999, true));
     let modes = ["uncapped", "capped", "mixed"];
+    let active: Vec<usize> = (0..3)
+        .filter(|&m| wanted.split(',').any(|w| w == modes[m]))
+        .collect();
     let mut results: Vec<(usize, &str, Vec<f64>, Vec<f64>)> = Vec::new();
-    for clients in [1usize, 4, 8] {
+    for &clients in &client_counts {
         let mut per_mode: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); 3];
         for rep in 0..reps {
-            for k in 0..3 {
-                let m = (rep + k) % 3;
+            for k in 0..active.len() {
+                let m = active[(rep + k) % active.len()];
                 let t = Instant::now();
                 let mut lat = Vec::new();
                 let mut generated = 0u64;
@@ -178,7 +190,9 @@ fn main() {
             }
         }
         for (m, (tps, lat)) in per_mode.into_iter().enumerate() {
-            results.push((clients, modes[m], tps, lat));
+            if !tps.is_empty() {
+                results.push((clients, modes[m], tps, lat));
+            }
         }
     }
     let _ = child.kill();
