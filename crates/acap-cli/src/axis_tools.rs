@@ -207,12 +207,15 @@ pub fn run_extract(a: ExtractArgs) -> Result<(), String> {
         ex.n_samples as f64 / secs,
         a.output.display()
     );
-    println!("layer        norm         tau        mean         std");
+    crate::outln!("layer        norm         tau        mean         std");
     for l in &ex.capping_layers {
         let s = ex.thresholds[l];
-        println!(
+        crate::outln!(
             "{l:>5} {:>11.4} {:>11.4} {:>11.4} {:>11.4}",
-            ex.norms[l], s.tau, s.mean, s.std
+            ex.norms[l],
+            s.tau,
+            s.mean,
+            s.std
         );
     }
     Ok(())
@@ -286,12 +289,14 @@ pub fn run_calibrate(a: CalibrateArgs) -> Result<(), String> {
     if let Some(path) = &a.stats {
         write_json(path, &calibration_stats(&cal, &a.model, &a.axis, &params))?;
     }
-    println!("layer     old tau     new tau        mean         std");
+    crate::outln!("layer     old tau     new tau        mean         std");
     for (l, (old, s)) in &cal.layers {
         let old = old.map_or("-".to_owned(), |t| format!("{t:.4}"));
-        println!(
+        crate::outln!(
             "{l:>5} {old:>11} {:>11.4} {:>11.4} {:>11.4}",
-            s.tau, s.mean, s.std
+            s.tau,
+            s.mean,
+            s.std
         );
     }
     eprintln!(

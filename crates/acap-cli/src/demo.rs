@@ -109,15 +109,15 @@ pub fn run(prompt: &str, n_predict: usize) -> Result<(), String> {
             ControlFlow::Continue(())
         })
         .map_err(|e| err(&e))?;
-        println!(
+        crate::outln!(
             "{} reply: {}",
             if capped { "capped  " } else { "uncapped" },
             reply.trim()
         );
         if capped {
-            println!("\ncapping telemetry (block: rows capped / seen, mean and max excess):");
+            crate::outln!("\ncapping telemetry (block: rows capped / seen, mean and max excess):");
             for (l, st) in s.cap_stats() {
-                println!(
+                crate::outln!(
                     "  block {l}: {:>3} / {:>3} rows, mean {:.3}, max {:.3}",
                     st.rows_capped,
                     st.rows_seen,
@@ -127,6 +127,6 @@ pub fn run(prompt: &str, n_predict: usize) -> Result<(), String> {
             }
         }
     }
-    println!("\n(random weights: the text is gibberish; the pipeline is the real one)");
+    crate::outln!("\n(random weights: the text is gibberish; the pipeline is the real one)");
     Ok(())
 }

@@ -301,9 +301,9 @@ pub fn run(o: &JudgeOptions) -> Result<(), String> {
     if let Some((p, r)) = single {
         let e = evaluator.evaluate(&p, &r).map_err(|e| e.to_string())?;
         if o.json {
-            println!("{}", evaluation_json(&e));
+            crate::outln!("{}", evaluation_json(&e));
         } else {
-            print!("{}", human(&e));
+            crate::out!("{}", human(&e));
         }
         return Ok(());
     }

@@ -171,11 +171,11 @@ fn install_interrupt(cancel: CancelHandle) -> Arc<Interrupt> {
 
 fn run(a: CliArgs) -> Result<ExitCode, String> {
     if a.help {
-        print!("{HELP}");
+        crate::out!("{HELP}");
         return Ok(ExitCode::SUCCESS);
     }
     if a.version {
-        println!("{}", acap::version());
+        crate::outln!("{}", acap::version());
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(&a);
@@ -363,7 +363,7 @@ fn read_turn(input: &mut impl BufRead, interactive: bool) -> Option<String> {
     let mut turn = String::new();
     loop {
         if interactive {
-            print!("{}", if turn.is_empty() { "\n> " } else { "" });
+            crate::out!("{}", if turn.is_empty() { "\n> " } else { "" });
             let _ = std::io::stdout().flush();
         }
         let mut line = String::new();

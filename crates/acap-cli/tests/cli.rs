@@ -1053,3 +1053,20 @@ fn axis_convert_round_trips_and_rejects_bad_inputs() {
         "missing.json",
     );
 }
+
+/// `acap ... | head`: a reader that goes away ends the output quietly, without a panic.
+#[test]
+fn closed_stdout_pipe_exits_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acap"))
+        .args(["gguf", "dump", "--full"])
+        .arg(model())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader closes before anything is read
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

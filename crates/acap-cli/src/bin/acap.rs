@@ -334,14 +334,14 @@ fn main() -> ExitCode {
                     system,
                 },
         } => inspect(&files, model.as_deref(), acap_threshold).and_then(|()| {
-            print!("{}", acap_cli::axis_tools::cosine_report(&files)?);
+            acap_cli::out!("{}", acap_cli::axis_tools::cosine_report(&files)?);
             let (Some(model), Some(prompts)) = (model, prompts) else {
                 return Ok(());
             };
             let system = system
                 .map(|s| acap_cli::axis_tools::text_or_file("--system", &s))
                 .transpose()?;
-            print!(
+            acap_cli::out!(
                 "{}",
                 acap_cli::axis_tools::projection_report(
                     &files,
@@ -414,10 +414,10 @@ fn main() -> ExitCode {
         Command::Gguf {
             command: GgufCommand::Dump { file, full },
         } => acap::gguf::GgufFile::open(&file)
-            .map(|f| print!("{}", acap::gguf::dump(&f, full)))
+            .map(|f| acap_cli::out!("{}", acap::gguf::dump(&f, full)))
             .map_err(|e| e.to_string()),
         Command::Version => {
-            println!("{}", acap::version());
+            acap_cli::outln!("{}", acap::version());
             Ok(())
         }
         Command::Bench(args) => bench(args),
@@ -464,7 +464,7 @@ fn inspect(
         .flat_map(|a| a.directions().keys())
         .max()
         .copied();
-    print!(
+    acap_cli::out!(
         "{}",
         acap::axis::report(axes, cli_threshold).map_err(|e| e.to_string())?
     );
@@ -478,12 +478,12 @@ fn inspect(
                 model.display()
             ));
         }
-        println!(
+        acap_cli::outln!(
             "model {}: {arch}, n_embd {model_embd}, {n_layer} blocks: axes fit",
             model.display()
         );
         if let Some(l) = max_layer.filter(|&l| l >= n_layer) {
-            println!("note: layer {l} is beyond the model's blocks and will be ignored");
+            acap_cli::outln!("note: layer {l} is beyond the model's blocks and will be ignored");
         }
     }
     Ok(())
@@ -509,8 +509,8 @@ fn bench(a: BenchArgs) -> Result<(), String> {
         bandwidth_bytes: a.bandwidth_mib << 20,
     })?;
     match a.output {
-        acap_cli::bench::Format::Md => print!("{}", report.markdown()),
-        acap_cli::bench::Format::Json => println!(
+        acap_cli::bench::Format::Md => acap_cli::out!("{}", report.markdown()),
+        acap_cli::bench::Format::Json => acap_cli::outln!(
             "{}",
             serde_json::to_string_pretty(&report.json()).map_err(|e| e.to_string())?
         ),
