@@ -13,7 +13,7 @@ use crate::error::{DecodeError, SessionError};
 use crate::model::{Model, Token};
 use crate::sampling::Sampler;
 use crate::session::{
-    GenerateParams, GenerationStats, Session, SessionParams, StopMatcher, StopReason,
+    GenerateParams, GenerationStats, Session, SessionParams, StopMatcher, StopReason, put_token,
 };
 use crate::tokenize::PieceDecoder;
 
@@ -267,14 +267,8 @@ impl BatchEngine {
             for (j, &t) in tokens.iter().enumerate() {
                 let at = rows.len();
                 let logits = wants_logits && j + 1 == tokens.len();
-                // SAFETY: `at < budget <= n_batch`, the batch's capacity; one seq id each.
-                unsafe {
-                    *batch.token.add(at) = t;
-                    *batch.pos.add(at) = (slot.cached.len() + j) as i32;
-                    *batch.n_seq_id.add(at) = 1;
-                    *(*batch.seq_id.add(at)) = i as i32;
-                    *batch.logits.add(at) = i8::from(logits);
-                }
+                // SAFETY: `at < budget <= n_batch`, the batch's capacity.
+                unsafe { put_token(batch, at, t, slot.cached.len() + j, i, logits) };
                 rows.push(i as u32);
                 if logits {
                     out_rows.push(i as u32);
@@ -321,10 +315,10 @@ impl BatchEngine {
             return events;
         }
         let missing = self.missing_capped_layer();
+        let model = self.session.model().clone();
+        let ctx = self.session.ctx.as_ptr();
+        let n_ctx = self.n_ctx_slot;
         for (i, tokens, out_index) in included {
-            let model = self.session.model().clone();
-            let ctx = self.session.ctx.as_ptr();
-            let n_ctx = self.n_ctx_slot;
             let slot = &mut self.slots[i];
             slot.cached.extend_from_slice(&tokens);
             let Some(job) = slot.job.as_mut() else {

@@ -674,16 +674,9 @@ impl Session {
         for (ci, chunk) in chunks.enumerate() {
             let last_chunk = ci + 1 == n_chunks;
             for (i, &t) in chunk.iter().enumerate() {
-                let pos = (self.cached.len() + i) as i32;
-                // SAFETY: the batch arrays hold `n_batch` entries and `chunk.len() <= n_batch`;
-                // each `seq_id[i]` points to room for one id (`llama_batch_init(.., 1)`).
-                unsafe {
-                    *self.batch.token.add(i) = t;
-                    *self.batch.pos.add(i) = pos;
-                    *self.batch.n_seq_id.add(i) = 1;
-                    *(*self.batch.seq_id.add(i)) = 0;
-                    *self.batch.logits.add(i) = i8::from(last_chunk && i + 1 == chunk.len());
-                }
+                let logits = last_chunk && i + 1 == chunk.len();
+                // SAFETY: the batch holds `n_batch` entries and `i < chunk.len() <= n_batch`.
+                unsafe { put_token(&mut self.batch, i, t, self.cached.len() + i, 0, logits) };
             }
             self.batch.n_tokens = chunk.len() as i32;
             self.hooks.seen.iter_mut().for_each(|s| *s = 0);
@@ -760,15 +753,9 @@ impl Session {
         let mut i = 0;
         for (seq, tokens) in seqs.iter().enumerate() {
             for (pos, &t) in tokens.iter().enumerate() {
-                // SAFETY: `i < total <= n_ubatch <= n_batch`, the batch's capacity; each
-                // `seq_id[i]` has room for one id.
-                unsafe {
-                    *self.batch.token.add(i) = t;
-                    *self.batch.pos.add(i) = pos as i32;
-                    *self.batch.n_seq_id.add(i) = 1;
-                    *(*self.batch.seq_id.add(i)) = seq as i32;
-                    *self.batch.logits.add(i) = i8::from(pos + 1 == tokens.len());
-                }
+                let logits = pos + 1 == tokens.len();
+                // SAFETY: `i < total <= n_ubatch <= n_batch`, the batch's capacity.
+                unsafe { put_token(&mut self.batch, i, t, pos, seq, logits) };
                 i += 1;
             }
         }
@@ -928,6 +915,29 @@ impl Session {
             }
             std::slice::from_raw_parts(p, self.model.n_vocab() as usize)
         }
+    }
+}
+
+/// Writes entry `i` of a batch: `token` at `pos` of sequence `seq`, with or without logits.
+///
+/// # Safety
+/// `batch` comes from `llama_batch_init(n, 0, 1)` (one sequence id per token) and `i < n`.
+pub(crate) unsafe fn put_token(
+    batch: &mut sys::llama_batch,
+    i: usize,
+    token: Token,
+    pos: usize,
+    seq: usize,
+    logits: bool,
+) {
+    // SAFETY: by this function's contract every array holds more than `i` entries and
+    // `seq_id[i]` points to room for one id.
+    unsafe {
+        *batch.token.add(i) = token;
+        *batch.pos.add(i) = pos as i32;
+        *batch.n_seq_id.add(i) = 1;
+        *(*batch.seq_id.add(i)) = seq as i32;
+        *batch.logits.add(i) = i8::from(logits);
     }
 }
 
