@@ -2,20 +2,14 @@
 //! decode step batches the pending tokens of all active requests, and the capping callback
 //! applies each row's own request settings, so capped and uncapped requests share a batch.
 
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use llama_cpp_sys_2 as sys;
-
-use crate::cap::hooks::Routing;
-use crate::cap::{CapError, CapPlan, LayerStats};
+use crate::cap::{CapPlan, ControlVector, ControlVectorError, LayerStats};
 use crate::error::{DecodeError, SessionError};
+use crate::generation::Generation;
+use crate::llama::Context;
 use crate::model::{Model, Token};
-use crate::sampling::Sampler;
-use crate::session::{
-    GenerateParams, GenerationStats, Session, SessionParams, StopMatcher, StopReason, put_token,
-};
-use crate::tokenize::PieceDecoder;
+use crate::session::{GenerateParams, GenerationStats, SessionParams, StopReason, common_prefix};
 
 /// What a slot reports after a step.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,16 +26,13 @@ struct Job {
     pending: Vec<Token>,
     prompt_len: usize,
     cached_tokens: usize,
-    sampler: Sampler,
-    decoder: PieceDecoder,
-    stop: StopMatcher,
-    max_tokens: Option<usize>,
-    generated: usize,
+    generation: Generation,
     next: Option<Token>,
+    /// The tokens of this request in the batch being decoded.
+    in_flight: Vec<Token>,
     cancelled: bool,
     started: Instant,
-    prompt_time: Option<std::time::Duration>,
-    capped: bool,
+    prompt_time: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -65,7 +56,7 @@ impl Slot {
 
 /// Several requests over one model and one context.
 pub struct BatchEngine {
-    session: Session,
+    ctx: Context,
     slots: Vec<Slot>,
     n_ctx_slot: usize,
 }
@@ -74,6 +65,9 @@ impl BatchEngine {
     /// An engine with `n_slots` slots; `params.n_ctx` is shared equally between them (as
     /// llama-server's `-c` and `-np`). Flash attention is off so a request's text never
     /// depends on which other requests share its batches.
+    ///
+    /// # Errors
+    /// As [`crate::Session::new`].
     pub fn new(model: &Model, n_slots: u32, params: SessionParams) -> Result<Self, SessionError> {
         let n_slots = n_slots.max(1);
         let mut params = SessionParams {
@@ -84,17 +78,13 @@ impl BatchEngine {
         };
         // One physical batch per step, so rows map to requests directly.
         params.n_ubatch = params.n_batch;
-        let mut session = Session::new(model, params)?;
+        let mut ctx = Context::new(model, &params, n_slots)?;
+        // Learn the graph's hook points now, while no request holds a sequence.
+        ctx.probe();
         // Sequences get separate cache ranges of n_ctx / n_slots cells each.
-        let n_ctx_slot = session.n_ctx() as usize / n_slots as usize;
-        session.hooks.routing = Some(Routing {
-            plans: vec![None; n_slots as usize],
-            rows: Vec::new(),
-            out_rows: Vec::new(),
-            stats: vec![vec![LayerStats::default(); model.n_layer() as usize]; n_slots as usize],
-        });
+        let n_ctx_slot = ctx.n_ctx() as usize / n_slots as usize;
         Ok(Self {
-            session,
+            ctx,
             slots: (0..n_slots).map(|_| Slot::default()).collect(),
             n_ctx_slot,
         })
@@ -102,17 +92,21 @@ impl BatchEngine {
 
     /// Applies control vectors to every request (or removes them with `None`); empties the
     /// cache. Call while no request runs.
+    ///
+    /// # Errors
+    /// See [`ControlVectorError`].
     pub fn set_control_vector(
         &mut self,
-        cv: Option<&crate::cap::ControlVector>,
-    ) -> Result<(), crate::cap::ControlVectorError> {
+        cv: Option<&ControlVector>,
+    ) -> Result<(), ControlVectorError> {
+        self.ctx.set_control_vector(cv)?;
         self.slots.iter_mut().for_each(|s| s.cached.clear());
-        self.session.set_control_vector(cv)
+        Ok(())
     }
 
     /// The model.
     pub fn model(&self) -> &Model {
-        self.session.model()
+        self.ctx.model()
     }
 
     /// Number of slots.
@@ -148,6 +142,10 @@ impl BatchEngine {
 
     /// Starts a request in a free `slot`, capped by `plan` (`None`: uncapped). The slot's
     /// cache is reused for the longest common prefix.
+    ///
+    /// # Errors
+    /// A slot that is not free, an empty or too long prompt, bad sampling settings, or a plan
+    /// this model's graph cannot apply ([`crate::CapError::NoHookPoint`]).
     pub fn start(
         &mut self,
         slot: usize,
@@ -156,12 +154,12 @@ impl BatchEngine {
         plan: Option<CapPlan>,
     ) -> Result<(), crate::Error> {
         let n_ctx = self.n_ctx_slot;
-        let Some(s) = self.slots.get_mut(slot).filter(|s| s.job.is_none()) else {
+        if self.slots.get(slot).is_none_or(|s| s.job.is_some()) {
             return Err(DecodeError::Batch {
                 reason: format!("slot {slot} is not free"),
             }
             .into());
-        };
+        }
         if prompt.is_empty() {
             return Err(DecodeError::EmptyPrompt.into());
         }
@@ -172,42 +170,30 @@ impl BatchEngine {
             }
             .into());
         }
-        let mut sampler = Sampler::new(self.session.model(), &params.sampling, n_ctx as u32)?;
-        sampler.accept_prompt(prompt);
+        if let Some(plan) = &plan {
+            self.ctx.check_plan(plan)?;
+        }
+        let generation = Generation::new(self.ctx.model(), params, n_ctx as u32, prompt)?;
+        let s = &mut self.slots[slot];
         // Keys and values computed under other capping are never reused.
         let common = s.reusable(prompt, plan.as_ref()).min(prompt.len() - 1);
-        // SAFETY: a live context; drops positions [common, end) of this slot's sequence.
-        unsafe {
-            sys::llama_memory_seq_rm(
-                sys::llama_get_memory(self.session.ctx.as_ptr()),
-                slot as i32,
-                common as i32,
-                -1,
-            )
-        };
         s.cached.truncate(common);
         s.cached_plan.clone_from(&plan);
-        let routing = self.session.hooks.routing.as_mut().expect("engine routing");
-        routing.stats[slot]
-            .iter_mut()
-            .for_each(|st| *st = LayerStats::default());
-        let capped = plan.is_some();
-        routing.plans[slot] = plan;
         s.job = Some(Job {
             pending: prompt[common..].to_vec(),
             prompt_len: prompt.len(),
             cached_tokens: common,
-            sampler,
-            decoder: PieceDecoder::new(),
-            stop: StopMatcher::new(&params.stop),
-            max_tokens: params.max_tokens,
-            generated: 0,
+            generation,
             next: None,
+            in_flight: Vec::new(),
             cancelled: false,
             started: Instant::now(),
             prompt_time: None,
-            capped,
         });
+        self.ctx.seq_rm(slot, common, None);
+        let cap = self.ctx.cap_slot_mut(slot);
+        cap.reset_stats();
+        cap.plan = plan;
         Ok(())
     }
 
@@ -221,13 +207,10 @@ impl BatchEngine {
     /// Capping telemetry of the request in (or last run by) `slot`: `(block, stats)` for the
     /// blocks its plan caps.
     pub fn slot_cap_stats(&self, slot: usize) -> Vec<(u32, LayerStats)> {
-        let routing = self.session.hooks.routing.as_ref().expect("engine routing");
-        let Some(Some(plan)) = routing.plans.get(slot) else {
+        if slot >= self.slots.len() {
             return Vec::new();
-        };
-        plan.capped_layers()
-            .map(|(l, _)| (l, routing.stats[slot][l as usize]))
-            .collect()
+        }
+        self.ctx.cap_slot(slot).capped_stats()
     }
 
     /// One decode over the pending tokens of every active request; returns what each slot
@@ -240,17 +223,71 @@ impl BatchEngine {
                 finish(slot, i, StopReason::Cancelled, &mut events);
             }
         }
-        let budget = self.session.n_ubatch as usize;
-        let mut rows: Vec<u32> = Vec::new();
-        let mut out_rows: Vec<u32> = Vec::new();
-        // (slot, tokens added, batch index of its output row)
-        let mut included: Vec<(usize, Vec<Token>, Option<i32>)> = Vec::new();
-        let batch = &mut self.session.batch;
+        let included = self.fill_batch();
+        if included.is_empty() {
+            return events;
+        }
+        if let Err(e) = self.ctx.decode() {
+            let why = e.to_string();
+            for (i, _) in included {
+                let slot = &mut self.slots[i];
+                slot.job = None;
+                slot.cached.clear();
+                self.ctx.seq_rm(i, 0, None);
+                events.push((i, SlotEvent::Failed(why.clone())));
+            }
+            return events;
+        }
+        let n_ctx = self.n_ctx_slot;
+        for (i, out_row) in included {
+            let slot = &mut self.slots[i];
+            let Some(job) = slot.job.as_mut() else {
+                continue;
+            };
+            slot.cached.extend_from_slice(&job.in_flight);
+            let Some(row) = out_row else {
+                continue; // more prompt to decode
+            };
+            if job.prompt_time.is_none() {
+                job.prompt_time = Some(job.started.elapsed());
+            }
+            if job.cancelled {
+                finish(slot, i, StopReason::Cancelled, &mut events);
+                continue;
+            }
+            match job
+                .generation
+                .step(&self.ctx, row, slot.cached.len(), n_ctx)
+            {
+                Err(e) => {
+                    slot.job = None;
+                    events.push((i, SlotEvent::Failed(e.to_string())));
+                }
+                Ok(step) => {
+                    if !step.text.is_empty() {
+                        events.push((i, SlotEvent::Text(step.text)));
+                    }
+                    match step.next {
+                        Ok(token) => job.next = Some(token),
+                        Err(reason) => finish(slot, i, reason, &mut events),
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    /// Puts every active request's next tokens into the batch, up to one physical batch:
+    /// returns `(slot, output row)` for each request included.
+    fn fill_batch(&mut self) -> Vec<(usize, Option<i32>)> {
+        let budget = self.ctx.n_ubatch() as usize;
+        let mut included = Vec::new();
+        self.ctx.clear_batch();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(job) = slot.job.as_mut() else {
                 continue;
             };
-            let left = budget - rows.len();
+            let left = budget - self.ctx.batch_len();
             if left == 0 {
                 break;
             }
@@ -263,139 +300,19 @@ impl BatchEngine {
             } else {
                 continue;
             };
-            let mut out_index = None;
+            let mut out_row = None;
             for (j, &t) in tokens.iter().enumerate() {
-                let at = rows.len();
                 let logits = wants_logits && j + 1 == tokens.len();
-                // SAFETY: `at < budget <= n_batch`, the batch's capacity.
-                unsafe { put_token(batch, at, t, slot.cached.len() + j, i, logits) };
-                rows.push(i as u32);
+                let row = self.ctx.push(t, slot.cached.len() + j, i, logits);
                 if logits {
-                    out_rows.push(i as u32);
-                    out_index = Some(at as i32);
+                    out_row = Some(row);
                 }
             }
-            included.push((i, tokens, out_index));
+            job.in_flight = tokens;
+            included.push((i, out_row));
         }
-        if rows.is_empty() {
-            return events;
-        }
-        batch.n_tokens = rows.len() as i32;
-        {
-            let hooks = &mut self.session.hooks;
-            let routing = hooks.routing.as_mut().expect("engine routing");
-            routing.rows = rows;
-            routing.out_rows = out_rows;
-            hooks.seen.iter_mut().for_each(|s| *s = 0);
-        }
-        // SAFETY: a live context and a batch filled above.
-        let code = unsafe { sys::llama_decode(self.session.ctx.as_ptr(), self.session.batch) };
-        let failure = self.session.hooks.failure.take();
-        self.session
-            .flags
-            .hook_failed
-            .store(false, Ordering::SeqCst);
-        if code != 0 || failure.is_some() {
-            let why = failure.unwrap_or_else(|| format!("llama_decode failed with code {code}"));
-            for (i, _, _) in included {
-                let slot = &mut self.slots[i];
-                slot.job = None;
-                slot.cached.clear();
-                // SAFETY: a live context; forgets this slot's sequence.
-                unsafe {
-                    sys::llama_memory_seq_rm(
-                        sys::llama_get_memory(self.session.ctx.as_ptr()),
-                        i as i32,
-                        -1,
-                        -1,
-                    )
-                };
-                events.push((i, SlotEvent::Failed(why.clone())));
-            }
-            return events;
-        }
-        let missing = self.missing_capped_layer();
-        let model = self.session.model().clone();
-        let ctx = self.session.ctx.as_ptr();
-        let n_ctx = self.n_ctx_slot;
-        for (i, tokens, out_index) in included {
-            let slot = &mut self.slots[i];
-            slot.cached.extend_from_slice(&tokens);
-            let Some(job) = slot.job.as_mut() else {
-                continue;
-            };
-            if job.capped {
-                if let Some(layer) = missing {
-                    let e = CapError::NoHookPoint {
-                        arch: model.info().architecture.clone(),
-                        layer,
-                    };
-                    slot.job = None;
-                    events.push((i, SlotEvent::Failed(e.to_string())));
-                    continue;
-                }
-            }
-            let Some(idx) = out_index else {
-                continue; // more prompt to decode
-            };
-            if job.prompt_time.is_none() {
-                job.prompt_time = Some(job.started.elapsed());
-            }
-            if job.cancelled {
-                finish(slot, i, StopReason::Cancelled, &mut events);
-                continue;
-            }
-            if job.max_tokens.is_some_and(|m| job.generated >= m) {
-                finish(slot, i, StopReason::MaxTokens, &mut events);
-                continue;
-            }
-            let token = job.sampler.sample(ctx, idx);
-            if model.is_eog(token) {
-                finish(slot, i, StopReason::EndOfGeneration, &mut events);
-                continue;
-            }
-            job.generated += 1;
-            let piece = match model.token_to_piece(token, false) {
-                Ok(p) => p,
-                Err(e) => {
-                    slot.job = None;
-                    events.push((i, SlotEvent::Failed(e.to_string())));
-                    continue;
-                }
-            };
-            let text = job.decoder.push(&piece);
-            let (emit, hit) = job.stop.push(&text);
-            if !emit.is_empty() {
-                events.push((i, SlotEvent::Text(emit)));
-            }
-            if let Some(s) = hit {
-                finish(slot, i, StopReason::StopString(s), &mut events);
-                continue;
-            }
-            if slot.cached.len() >= n_ctx {
-                finish(slot, i, StopReason::ContextFull, &mut events);
-                continue;
-            }
-            job.next = Some(token);
-        }
-        events
+        included
     }
-
-    /// A block some running capped request caps whose `l_out` the last decode never offered.
-    fn missing_capped_layer(&self) -> Option<u32> {
-        let hooks = &self.session.hooks;
-        let routing = hooks.routing.as_ref()?;
-        routing
-            .plans
-            .iter()
-            .flatten()
-            .flat_map(|p| p.capped_layers().map(|(l, _)| l))
-            .find(|&l| hooks.seen.get(l as usize).is_some_and(|&n| n == 0))
-    }
-}
-
-fn common_prefix(a: &[Token], b: &[Token]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Ends the job of `slot`: flushes held-back text and reports the statistics.
@@ -403,11 +320,9 @@ fn finish(slot: &mut Slot, i: usize, reason: StopReason, events: &mut Vec<(usize
     let Some(mut job) = slot.job.take() else {
         return;
     };
-    if !matches!(reason, StopReason::StopString(_)) {
-        let tail = job.stop.finish(&job.decoder.finish());
-        if !tail.is_empty() {
-            events.push((i, SlotEvent::Text(tail)));
-        }
+    let tail = job.generation.finish(&reason);
+    if !tail.is_empty() {
+        events.push((i, SlotEvent::Text(tail)));
     }
     let total = job.started.elapsed();
     let prompt_time = job.prompt_time.unwrap_or(total);
@@ -416,7 +331,7 @@ fn finish(slot: &mut Slot, i: usize, reason: StopReason, events: &mut Vec<(usize
         SlotEvent::Finished(GenerationStats {
             prompt_tokens: job.prompt_len,
             cached_tokens: job.cached_tokens,
-            generated_tokens: job.generated,
+            generated_tokens: job.generation.generated(),
             prompt_time,
             generation_time: total.saturating_sub(prompt_time),
             stop_reason: reason,

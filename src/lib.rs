@@ -16,13 +16,14 @@
 //! GGUF parsing is native, in [`gguf`] (re-exported `acap-gguf`).
 
 pub mod axis;
-mod backend;
 mod batch;
 pub mod cap;
 mod chat;
 mod error;
 pub mod eval;
+mod generation;
 pub mod layers;
+mod llama;
 mod model;
 mod quantize;
 mod sampling;
@@ -49,7 +50,7 @@ pub use model::{Model, ModelInfo, ModelParams, Token};
 pub use quantize::{QuantType, quantize};
 pub use sampling::{Sampler, SamplingParams};
 pub use session::{
-    CancelHandle, GenerateParams, GenerationStats, Session, SessionParams, StopReason,
+    CacheType, CancelHandle, GenerateParams, GenerationStats, Session, SessionParams, StopReason,
 };
 pub use tokenize::{PieceDecoder, Special};
 pub use version::{Version, version};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use acap_gguf::GgufFile;
 use llama_cpp_sys_2 as sys;
 
-use crate::backend;
 use crate::error::LoadError;
+use crate::llama::backend;
 
 /// A token id.
 pub type Token = i32;

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use llama_cpp_sys_2 as sys;
 
-use crate::backend;
 use crate::error::QuantizeError;
+use crate::llama::backend;
 
 /// Target types of [`quantize`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

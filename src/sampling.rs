@@ -5,8 +5,8 @@ use std::ptr::NonNull;
 
 use llama_cpp_sys_2 as sys;
 
-use crate::backend;
 use crate::error::SamplerError;
+use crate::llama::backend;
 use crate::model::{Model, Token};
 
 /// llama.h's `LLAMA_DEFAULT_SEED` (a macro bindgen does not export): pick a random seed.

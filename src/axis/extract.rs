@@ -375,7 +375,9 @@ fn state_session(
         n_threads_batch: p.threads,
         n_seq_max: p.batch_sequences.max(1),
         // Flash attention's CPU results depend on where a sequence sits in the shared cache;
-        // without it, batched and one-by-one extraction give identical states.
+        // without it, batched and one-by-one extraction give identical states (to rounding:
+        // on some CPUs, seen on AMD EPYC with AVX2, llama.cpp's attention over an F16 cache
+        // picks kernels by cache size and batched states differ by up to 7e-4 relative).
         flash_attention: Some(false),
         ..SessionParams::default()
     };

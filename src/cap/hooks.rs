@@ -48,60 +48,98 @@ pub(crate) struct Flags {
     pub(crate) hook_failed: AtomicBool,
 }
 
-/// Per-row capping for a batch that mixes requests (the batch engine): the plan of each
-/// request and which request every row belongs to.
-#[derive(Debug, Default)]
-pub(crate) struct Routing {
-    /// Each slot's plan (`None`: uncapped).
-    pub(crate) plans: Vec<Option<CapPlan>>,
-    /// The slot of every token of the batch, in order.
-    pub(crate) rows: Vec<u32>,
-    /// The slot of every output row (tokens whose logits were requested), in order: the rows
-    /// of the last block.
-    pub(crate) out_rows: Vec<u32>,
-    /// Telemetry per slot and block.
-    pub(crate) stats: Vec<Vec<LayerStats>>,
+/// The capping of one slot: a session has one slot, the batch engine one per request slot.
+#[derive(Debug)]
+pub(crate) struct CapSlot {
+    /// The resolved plan (`None`: uncapped).
+    pub(crate) plan: Option<CapPlan>,
+    /// Switched on (a session may keep its plan but run uncapped for a while).
+    pub(crate) enabled: bool,
+    /// Telemetry per block.
+    pub(crate) stats: Vec<LayerStats>,
 }
 
-impl Routing {
+impl CapSlot {
+    fn new(n_layer: usize) -> Self {
+        Self {
+            plan: None,
+            enabled: true,
+            stats: vec![LayerStats::default(); n_layer],
+        }
+    }
+
+    /// The plan that applies to this slot's rows now.
+    pub(crate) fn active(&self) -> Option<&CapPlan> {
+        self.plan.as_ref().filter(|_| self.enabled)
+    }
+
     fn caps(&self, layer: usize) -> bool {
-        self.plans
-            .iter()
-            .flatten()
-            .any(|p| p.layers.get(layer).is_some_and(Option::is_some))
+        self.active()
+            .is_some_and(|p| p.layers.get(layer).is_some_and(Option::is_some))
+    }
+
+    /// Zeroes the telemetry.
+    pub(crate) fn reset_stats(&mut self) {
+        self.stats
+            .iter_mut()
+            .for_each(|s| *s = LayerStats::default());
+    }
+
+    /// `(block, stats)` for every block the plan caps.
+    pub(crate) fn capped_stats(&self) -> Vec<(u32, LayerStats)> {
+        let Some(plan) = self.plan.as_ref() else {
+            return Vec::new();
+        };
+        plan.capped_layers()
+            .map(|(l, _)| (l, self.stats[l as usize]))
+            .collect()
     }
 }
 
-/// State of the eval callback. Owned (boxed, so its address is stable) by the session; the
-/// callback only runs inside `llama_decode`, which the session calls with `&mut self`.
+/// State of the eval callback, owned by the raw context (`crate::llama::Context`), which hands
+/// llama.cpp a pointer to it and touches it only outside `llama_decode`.
+///
+/// Which plan applies to a row: with one slot, slot 0's for every row; with several, the slot
+/// recorded for that row of the batch (`rows`, or `out_rows` in the last block, which only
+/// holds the output rows).
 pub(crate) struct Hooks {
     n_embd: usize,
-    pub(crate) plan: Option<CapPlan>,
-    pub(crate) enabled: bool,
-    pub(crate) stats: Vec<LayerStats>,
+    pub(crate) slots: Vec<CapSlot>,
+    /// The slot of every token of the batch, in order (recorded only with several slots).
+    pub(crate) rows: Vec<u32>,
+    /// The slot of every output row (tokens whose logits were requested), in order.
+    pub(crate) out_rows: Vec<u32>,
     /// How often each block's `l_out` was offered during the current decode.
     pub(crate) seen: Vec<u32>,
     pub(crate) observer: Option<Observer>,
     scratch: Vec<f32>,
     /// Why the last decode failed inside the callback (a panic or an unusable tensor).
     pub(crate) failure: Option<String>,
-    /// Per-row plans (batch engine); when set, it replaces `plan`.
-    pub(crate) routing: Option<Routing>,
     flags: std::sync::Arc<Flags>,
 }
 
 impl Hooks {
-    pub(crate) fn new(n_layer: u32, n_embd: u32, flags: std::sync::Arc<Flags>) -> Self {
+    pub(crate) fn new(
+        n_layer: u32,
+        n_embd: u32,
+        n_slots: u32,
+        n_batch: u32,
+        flags: std::sync::Arc<Flags>,
+    ) -> Self {
+        let n_slots = n_slots.max(1) as usize;
+        let rows = if n_slots > 1 { n_batch as usize } else { 0 };
         Self {
             n_embd: n_embd as usize,
-            plan: None,
-            enabled: true,
-            stats: vec![LayerStats::default(); n_layer as usize],
+            slots: (0..n_slots)
+                .map(|_| CapSlot::new(n_layer as usize))
+                .collect(),
+            // Reserved up front: recording rows never allocates during decode steps.
+            rows: Vec::with_capacity(rows),
+            out_rows: Vec::with_capacity(rows),
             seen: vec![0; n_layer as usize],
             observer: None,
             scratch: Vec::new(),
             failure: None,
-            routing: None,
             flags,
         }
     }
@@ -120,15 +158,37 @@ impl Hooks {
         self.observer = None;
     }
 
-    fn capping(&self, layer: usize) -> bool {
-        if let Some(r) = &self.routing {
-            return r.caps(layer);
+    /// Records the slot of the next batch row (only needed when slots differ).
+    pub(crate) fn record_row(&mut self, slot: u32, output: bool) {
+        if self.slots.len() > 1 {
+            self.rows.push(slot);
+            if output {
+                self.out_rows.push(slot);
+            }
         }
-        self.enabled
-            && self
-                .plan
-                .as_ref()
-                .is_some_and(|p| p.layers.get(layer).is_some_and(Option::is_some))
+    }
+
+    /// Forgets the batch's rows and which blocks were offered: a new decode starts.
+    pub(crate) fn start_batch(&mut self) {
+        self.rows.clear();
+        self.out_rows.clear();
+    }
+
+    pub(crate) fn start_decode(&mut self) {
+        self.seen.iter_mut().for_each(|s| *s = 0);
+    }
+
+    /// A block some active plan caps whose `l_out` the last decode never offered.
+    pub(crate) fn unseen_capped_layer(&self) -> Option<u32> {
+        self.slots
+            .iter()
+            .filter_map(CapSlot::active)
+            .flat_map(|p| p.capped_layers().map(|(l, _)| l))
+            .find(|&l| self.seen.get(l as usize).is_some_and(|&n| n == 0))
+    }
+
+    fn capping(&self, layer: usize) -> bool {
+        self.slots.iter().any(|s| s.caps(layer))
     }
 
     fn observing(&self, layer: usize) -> bool {
@@ -150,8 +210,34 @@ impl Hooks {
         self.capping(layer) || self.observing(layer)
     }
 
+    /// Caps the rows of one block's output, each by its own slot's plan.
+    fn cap(&mut self, layer: usize, data: &mut [f32]) -> Result<(), String> {
+        if let [slot] = self.slots.as_mut_slice() {
+            cap_slot_rows(slot, layer, data);
+            return Ok(());
+        }
+        let n_rows = data.len() / self.n_embd;
+        let slots = if n_rows == self.rows.len() {
+            &self.rows
+        } else if n_rows == self.out_rows.len() {
+            &self.out_rows
+        } else {
+            return Err(format!(
+                "l_out-{layer} has {n_rows} rows for a batch of {} tokens ({} outputs)",
+                self.rows.len(),
+                self.out_rows.len()
+            ));
+        };
+        for (row, &slot) in data.chunks_exact_mut(self.n_embd).zip(slots.iter()) {
+            if let Some(slot) = self.slots.get_mut(slot as usize) {
+                cap_slot_rows(slot, layer, row);
+            }
+        }
+        Ok(())
+    }
+
     /// The data phase: cap in place (host) or through the scratch buffer (device), then let
-    /// the observer look. Returns false when the tensor cannot be used.
+    /// the observer look. Returns an error when the tensor cannot be used.
     fn on_data(&mut self, t: &sys::ggml_tensor) -> Result<(), String> {
         let Some(layer) = l_out_layer(&t.name).map(|l| l as usize) else {
             return Ok(());
@@ -180,74 +266,55 @@ impl Hooks {
         // SAFETY: a null buffer means plain host memory; otherwise ask the backend.
         let host = t.buffer.is_null() || unsafe { sys::ggml_backend_buffer_is_host(t.buffer) };
         let cap = self.capping(layer);
+        let mut scratch = std::mem::take(&mut self.scratch);
         let data: &mut [f32] = if host {
             // SAFETY: a computed, contiguous F32 tensor in host memory holds `n` floats at
             // `data`; nothing else reads or writes it until this callback returns.
             unsafe { std::slice::from_raw_parts_mut(t.data.cast::<f32>(), n) }
         } else {
-            self.scratch.resize(n, 0.0);
+            scratch.resize(n, 0.0);
             // SAFETY: copies the tensor's `4 * n` bytes into a scratch buffer of that size.
-            unsafe { sys::ggml_backend_tensor_get(t, self.scratch.as_mut_ptr().cast(), 0, n * 4) };
-            &mut self.scratch
+            unsafe { sys::ggml_backend_tensor_get(t, scratch.as_mut_ptr().cast(), 0, n * 4) };
+            &mut scratch
         };
-        if let (true, Some(routing)) = (cap, self.routing.as_mut()) {
-            let n_rows = n / self.n_embd;
-            let slots = if n_rows == routing.rows.len() {
-                &routing.rows
-            } else if n_rows == routing.out_rows.len() {
-                &routing.out_rows
-            } else {
-                return Err(format!(
-                    "l_out-{layer} has {n_rows} rows for a batch of {} tokens ({} outputs)",
-                    routing.rows.len(),
-                    routing.out_rows.len()
-                ));
-            };
-            for (row, &slot) in data.chunks_exact_mut(self.n_embd).zip(slots.iter()) {
-                let slot = slot as usize;
-                let Some(plan) = routing.plans.get(slot).and_then(Option::as_ref) else {
-                    continue;
-                };
-                let Some(planned) = plan.layers.get(layer).and_then(Option::as_ref) else {
-                    continue;
-                };
-                let started = std::time::Instant::now();
-                let stats = &mut routing.stats[slot][layer];
-                cap_rows(row, &planned.axis, planned.tau, plan.alpha, stats);
-                stats.nanos += started.elapsed().as_nanos() as u64;
-            }
-        } else if cap {
-            let plan = self.plan.as_ref().expect("capping implies a plan");
-            let planned = plan.layers[layer]
-                .as_ref()
-                .expect("capping implies a layer");
-            let started = std::time::Instant::now();
-            let stats = &mut self.stats[layer];
-            cap_rows(data, &planned.axis, planned.tau, plan.alpha, stats);
-            stats.nanos += started.elapsed().as_nanos() as u64;
-        }
-        if let Some(obs) = self.observer.as_mut() {
-            if obs.layers[layer] {
+        let capped = if cap { self.cap(layer, data) } else { Ok(()) };
+        if capped.is_ok() {
+            if let Some(obs) = self.observer.as_mut().filter(|o| o.layers[layer]) {
                 (obs.f)(&Observation {
                     layer: layer as u32,
                     n_embd: self.n_embd,
                     rows: data,
                 });
             }
+            if cap && !host {
+                // SAFETY: writes the `4 * n` capped bytes back into the device tensor.
+                unsafe {
+                    sys::ggml_backend_tensor_set(
+                        (t as *const sys::ggml_tensor).cast_mut(),
+                        scratch.as_ptr().cast(),
+                        0,
+                        n * 4,
+                    )
+                };
+            }
         }
-        if cap && !host {
-            // SAFETY: writes the `4 * n` capped bytes back into the device tensor.
-            unsafe {
-                sys::ggml_backend_tensor_set(
-                    (t as *const sys::ggml_tensor).cast_mut(),
-                    self.scratch.as_ptr().cast(),
-                    0,
-                    n * 4,
-                )
-            };
-        }
-        Ok(())
+        self.scratch = scratch;
+        capped
     }
+}
+
+/// Caps `rows` (one or more rows of block `layer`) by `slot`'s plan, if it caps that block.
+fn cap_slot_rows(slot: &mut CapSlot, layer: usize, rows: &mut [f32]) {
+    let Some(plan) = slot.plan.as_ref().filter(|_| slot.enabled) else {
+        return;
+    };
+    let Some(planned) = plan.layers.get(layer).and_then(Option::as_ref) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let stats = &mut slot.stats[layer];
+    cap_rows(rows, &planned.axis, planned.tau, plan.alpha, stats);
+    stats.nanos += started.elapsed().as_nanos() as u64;
 }
 
 /// Parses `l_out-L` (L in canonical decimal) from a tensor name, without allocating.
@@ -284,8 +351,9 @@ pub(crate) unsafe extern "C" fn eval_trampoline(
     if t.is_null() || user.is_null() {
         return false;
     }
-    // SAFETY: `user` is the session's boxed `Hooks`, alive for the context's lifetime and
-    // only touched here during `llama_decode`, which the session calls with `&mut self`.
+    // SAFETY: `user` is the `Hooks` the raw context allocated (`Box::into_raw`) before the
+    // llama context and frees after it; the context only reaches it outside `llama_decode`,
+    // which it calls with `&mut self`, so this is the only reference while the graph runs.
     let hooks = unsafe { &mut *user.cast::<Hooks>() };
     if hooks.failure.is_some() {
         return false;

@@ -170,12 +170,18 @@ fn batched_and_one_by_one_extraction_agree_and_the_file_loads() {
         let b = &single.axes[l];
         let scale = b.iter().map(|x| x.abs()).fold(0.0, f32::max).max(1.0);
         let d = max_abs_diff(a, b);
+        // Not bit-identical on every CPU: llama.cpp's attention over the F16 cache picks its
+        // kernel by cache size, and on AMD EPYC (AVX2) batched rows round differently (seen:
+        // 7e-4 of the scale at block 6). Intel AVX-512 machines agree to 1e-4.
         assert!(
-            d <= 1e-4 * scale,
-            "layer {l}: batched vs one by one differ by {d}"
+            d <= 2e-3 * scale,
+            "layer {l}: batched vs one by one differ by {d} (scale {scale})"
         );
         let (ta, tb) = (batched.thresholds[l].tau, single.thresholds[l].tau);
-        assert!((ta - tb).abs() <= 1e-4 * tb.abs().max(1.0));
+        assert!(
+            (ta - tb).abs() <= 2e-3 * tb.abs().max(1.0),
+            "layer {l}: tau batched {ta} vs one by one {tb}"
+        );
     }
     // The file: the reference layout (direction.L F32 1-D, no layer 0) plus acap's keys.
     let bytes = batched
@@ -215,7 +221,12 @@ fn calibration_recomputes_thresholds_on_another_quantisation() {
     let same = calibrate(&q8, &file, &prompts(), &params(), |_, _| {}).unwrap();
     for (l, (old, st)) in &same.layers {
         assert_eq!(*old, Some(ex.thresholds[l].tau));
-        assert!((st.tau - ex.thresholds[l].tau).abs() <= 1e-4 * st.tau.abs().max(1.0));
+        assert!(
+            (st.tau - ex.thresholds[l].tau).abs() <= 1e-4 * st.tau.abs().max(1.0),
+            "layer {l}: calibrated {} vs extracted {}",
+            st.tau,
+            ex.thresholds[l].tau
+        );
     }
     // Q4_K_M, mean - 1 std: new values, written with the same directions.
     let q4 = load(QuantType::Q4KM);
