@@ -5,6 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The API docs build without a warning (broken links, missing docs).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+# The test-model generator ships in nothing: not in the server or the C library, and in the
+# CLI crate only behind its default `builtin-models` feature (acap demo, bench presets).
+for args in "-p acap-server" "-p acap-ffi" "-p acap-cli --no-default-features"; do
+    # shellcheck disable=SC2086
+    if cargo tree $args -e normal --locked --prefix none | grep -q '^acap-testkit'; then
+        echo "test.sh: acap-testkit is linked into: $args" >&2
+        exit 1
+    fi
+done
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"

@@ -21,6 +21,7 @@ pub mod cap;
 mod chat;
 mod error;
 pub mod eval;
+pub mod extraction;
 mod generation;
 pub mod layers;
 mod llama;
@@ -54,3 +55,8 @@ pub use session::{
 };
 pub use tokenize::{PieceDecoder, Special};
 pub use version::{Version, version};
+
+/// The README's Rust examples, compiled as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

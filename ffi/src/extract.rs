@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 
 use engine::LayerRange;
-use engine::axis::{ExtractParams, ThresholdRule, extract};
+use engine::extraction::{ExtractParams, ThresholdRule, extract};
 
 use crate::boundary::{arg, guard, opt_str_arg, slice_arg, str_arg};
 use crate::model::acap_model;
@@ -114,10 +114,12 @@ pub unsafe extern "C" fn acap_axis_extract(
         };
         let ex = extract(m, &prompts, &ep, |_, _| {}).map_err(|e| {
             let code = match e {
-                engine::axis::ExtractError::Decode(_) => acap_result::ACAP_DECODE,
-                engine::axis::ExtractError::NoPrompts
-                | engine::axis::ExtractError::NoLayers { .. }
-                | engine::axis::ExtractError::BadParam(_) => acap_result::ACAP_INVALID_ARGUMENT,
+                engine::extraction::ExtractError::Decode(_) => acap_result::ACAP_DECODE,
+                engine::extraction::ExtractError::NoPrompts
+                | engine::extraction::ExtractError::NoLayers { .. }
+                | engine::extraction::ExtractError::BadParam { .. } => {
+                    acap_result::ACAP_INVALID_ARGUMENT
+                }
                 _ => acap_result::ACAP_DECODE,
             };
             Failure::new(code, e.to_string())

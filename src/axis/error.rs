@@ -148,16 +148,16 @@ pub enum AxisSetError {
 #[derive(Debug, Error, PartialEq)]
 #[non_exhaustive]
 pub enum ThresholdError {
-    /// No positive `--acap-threshold` and no per-layer thresholds in the first file.
+    /// No positive global threshold and no per-layer thresholds in the first file.
     #[error(
-        "--acap requires --acap-threshold > 0 or per-layer thresholds in the axis file ({origin} has none)"
+        "no threshold to cap with: {origin} has no per-layer thresholds (acap.threshold.N) and no positive global threshold was given"
     )]
     Missing {
         /// The first axis file, whose thresholds count.
         origin: String,
     },
-    /// A NaN or infinite `--acap-threshold`.
-    #[error("--acap-threshold {value} is not a finite number")]
+    /// A NaN or infinite global threshold.
+    #[error("threshold {value} is not a finite number")]
     NotFinite {
         /// The value given.
         value: f32,

@@ -6,7 +6,6 @@
 //! `tau` applies to each layer, and [`AxisWriter`] writes files the reference llama.cpp loads.
 
 mod error;
-mod extract;
 mod file;
 mod report;
 mod set;
@@ -14,10 +13,6 @@ mod threshold;
 mod writer;
 
 pub use error::{AxisError, AxisFileError, AxisSetError, AxisWriteError, ThresholdError};
-pub use extract::{
-    Calibration, ExtractError, ExtractParams, Extraction, ProjectionStats, ThresholdRule,
-    calibrate, extract, percentile, persona_states,
-};
 pub use file::AxisFile;
 pub use report::report;
 pub use set::{AxisSet, LayerAxis, normalise};

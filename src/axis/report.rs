@@ -36,7 +36,7 @@ pub fn report(files: Vec<AxisFile>, cli_threshold: Option<f32>) -> Result<String
         let th = thresholds.for_layer(layer);
         let source = match th.source {
             ThresholdSource::File => format!("file (acap.threshold.{layer})"),
-            ThresholdSource::Cli => "--acap-threshold (negated)".into(),
+            ThresholdSource::Cli => "global threshold (negated)".into(),
             ThresholdSource::DefaultOne => "default (global 1.0, negated)".into(),
         };
         let note = if axis.norm > MIN_NORM {

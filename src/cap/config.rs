@@ -28,7 +28,7 @@ pub enum CapError {
     Threshold(#[from] ThresholdError),
     /// The layer range selects no block that has an axis.
     #[error(
-        "--acap-layer-range {start} {end} caps nothing: blocks {blocks} of this {n_layer}-block model have no axis (axes exist for layers {axis_layers})"
+        "layer range {start} {end} caps nothing: it selects {blocks} of this {n_layer}-block model, and the axes cover layers {axis_layers}"
     )]
     NothingCapped {
         /// Range start as given.
@@ -43,7 +43,7 @@ pub enum CapError {
         axis_layers: String,
     },
     /// `alpha` outside 0..=1 or not finite.
-    #[error("--acap-alpha {0} must be a number in 0..=1")]
+    #[error("alpha {0} must be a number in 0..=1")]
     BadAlpha(f32),
     /// A threshold was set for a block that is not capped.
     #[error("block {layer} is not capped")]
@@ -108,12 +108,26 @@ impl CapConfig {
         self
     }
 
+    /// Checks everything that does not need a model: `alpha` in 0..=1, and a threshold for
+    /// every layer of the axes (from the first file or the global threshold, finite).
+    ///
+    /// # Errors
+    /// [`CapError::BadAlpha`] or [`CapError::Threshold`].
+    pub fn validate(&self) -> Result<(), CapError> {
+        check_alpha(self.alpha)?;
+        self.axes.thresholds(self.cli_threshold)?;
+        Ok(())
+    }
+
     /// The axes.
     pub fn axes(&self) -> &AxisSet {
         &self.axes
     }
 
     /// Resolves the per-block plan for `model`, or says why it cannot cap.
+    ///
+    /// # Errors
+    /// See [`CapError`].
     pub fn plan(&self, model: &Model) -> Result<CapPlan, CapError> {
         check_alpha(self.alpha)?;
         if self.axes.n_embd() != model.n_embd() as usize {
@@ -143,9 +157,9 @@ impl CapConfig {
                 start: self.range.start,
                 end: self.range.end,
                 blocks: if blocks.is_empty() {
-                    "none".into()
+                    "no block".into()
                 } else {
-                    format!("{}..={}", blocks.start(), blocks.end())
+                    format!("blocks {}..={}", blocks.start(), blocks.end())
                 },
                 n_layer,
                 axis_layers: axis_layers.join(", "),
@@ -158,7 +172,10 @@ impl CapConfig {
     }
 }
 
-/// Checks an `alpha` (`--acap-alpha`): a number in 0..=1.
+/// Checks an `alpha`: a number in 0..=1.
+///
+/// # Errors
+/// [`CapError::BadAlpha`] for anything else (NaN included).
 pub fn check_alpha(alpha: f32) -> Result<(), CapError> {
     if (0.0..=1.0).contains(&alpha) {
         Ok(())

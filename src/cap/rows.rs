@@ -3,7 +3,7 @@
 /// Lanes of independent f32 accumulators: enough for the compiler to fill AVX-512 registers.
 const LANES: usize = 16;
 
-/// `dot(a, h)` in f32, accumulated in [`LANES`] independent lanes so it vectorises.
+/// `dot(a, h)` in f32, accumulated in 16 independent lanes so it vectorises.
 #[inline]
 pub fn dot(a: &[f32], h: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), h.len());

@@ -18,7 +18,7 @@ pub struct SessionParams {
     pub n_threads: u32,
     /// Threads for prompt processing; 0 uses `n_threads`.
     pub n_threads_batch: u32,
-    /// Sequences [`Session::decode_sequences`] may decode together (default 1). Above 1 the
+    /// Sequences [`crate::Session::decode_sequences`] may decode together (default 1). Above 1 the
     /// KV cache is shared: `n_ctx` cells for all sequences of a batch together.
     pub n_seq_max: u32,
     /// Flash attention: `None` lets llama.cpp decide (its default). Its CPU kernel's results
@@ -83,7 +83,7 @@ impl SessionParams {
         self
     }
 
-    /// Sets how many sequences [`Session::decode_sequences`] may decode together.
+    /// Sets how many sequences [`crate::Session::decode_sequences`] may decode together.
     #[must_use]
     pub fn with_n_seq_max(mut self, n: u32) -> Self {
         self.n_seq_max = n;

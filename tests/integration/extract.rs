@@ -4,7 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use acap::axis::{ExtractError, ExtractParams, ThresholdRule, calibrate, extract, normalise};
+use acap::axis::normalise;
+use acap::extraction::{ExtractError, ExtractParams, ThresholdRule, calibrate, extract};
 use acap::gguf::{GgmlType, GgufFile};
 use acap::{
     AxisFile, AxisSet, ChatMessage, LayerRange, Model, QuantType, Session, SessionParams, Special,
@@ -279,7 +280,10 @@ fn bad_extraction_inputs_are_clear_errors() {
         |_, _| {},
     )
     .unwrap_err();
-    assert!(e.to_string().contains("--cap-layers 9 12"), "{e}");
+    assert!(
+        e.to_string().contains("layer range 9 12 selects no block"),
+        "{e}"
+    );
     let e = extract(
         &m,
         &prompts(),
@@ -290,5 +294,5 @@ fn bad_extraction_inputs_are_clear_errors() {
         |_, _| {},
     )
     .unwrap_err();
-    assert!(e.to_string().contains("--percentile 150"), "{e}");
+    assert!(e.to_string().contains("percentile 150 must be"), "{e}");
 }

@@ -39,9 +39,12 @@ fn missing_threshold_everywhere_is_an_error() {
     for cli in [None, Some(0.0), Some(-2.0)] {
         let e = set(&[]).thresholds(cli).unwrap_err();
         assert!(matches!(e, ThresholdError::Missing { .. }), "{cli:?}");
-        assert!(e.to_string().contains(
-            "--acap requires --acap-threshold > 0 or per-layer thresholds in the axis file"
-        ));
+        assert!(
+            e.to_string().contains(
+                "has no per-layer thresholds (acap.threshold.N) and no positive global threshold"
+            ),
+            "{e}"
+        );
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use acap_frontend::{CapArgs, ContextArgs, ControlVectorArgs, SamplingArgs};
 use clap::Parser;
 
 /// One-dash long options and the two-dash names clap knows them by.
@@ -14,6 +15,7 @@ const SINGLE_DASH: &[(&str, &str)] = &[
     ("-no-cnv", "--no-conversation"),
     ("-st", "--single-turn"),
     ("-ub", "--ubatch-size"),
+    ("-tb", "--threads-batch"),
     ("-co", "--color"),
 ];
 
@@ -37,6 +39,8 @@ const TAKES_VALUES: &[(&str, usize)] = &[
     ("--ubatch-size", 1),
     ("-t", 1),
     ("--threads", 1),
+    ("-tb", 1),
+    ("--threads-batch", 1),
     ("-ngl", 1),
     ("--n-gpu-layers", 1),
     ("--temp", 1),
@@ -97,6 +101,7 @@ model and context:
   -b, --batch-size N                     logical batch size (default: 2048)
   -ub, --ubatch-size N                   physical batch size (default: 512)
   -t, --threads N                        threads (default: all cores)
+  -tb, --threads-batch N                 threads for prompt processing (default: as --threads)
   -ngl, --n-gpu-layers N                 layers to offload to the GPU (default: all; needs a GPU build)
 
 prompt and conversation:
@@ -166,46 +171,8 @@ pub struct CliArgs {
     pub system_prompt: Option<String>,
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
     pub n_predict: i64,
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
-    pub ctx_size: u32,
-    #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
-    pub batch_size: u32,
-    #[arg(long = "ubatch-size", default_value_t = 512)]
-    pub ubatch_size: u32,
-    #[arg(short = 't', long = "threads", default_value_t = -1, allow_negative_numbers = true)]
-    pub threads: i32,
     #[arg(long = "n-gpu-layers", default_value_t = -1, allow_negative_numbers = true)]
     pub n_gpu_layers: i32,
-    #[arg(long = "temp", default_value_t = 0.8)]
-    pub temp: f32,
-    #[arg(long = "top-k", default_value_t = 40)]
-    pub top_k: i32,
-    #[arg(long = "top-p", default_value_t = 0.95)]
-    pub top_p: f32,
-    #[arg(long = "min-p", default_value_t = 0.05)]
-    pub min_p: f32,
-    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
-    pub repeat_penalty: f32,
-    #[arg(
-        long = "repeat-last-n",
-        default_value_t = 64,
-        allow_negative_numbers = true
-    )]
-    pub repeat_last_n: i32,
-    #[arg(
-        long = "presence-penalty",
-        default_value_t = 0.0,
-        allow_negative_numbers = true
-    )]
-    pub presence_penalty: f32,
-    #[arg(
-        long = "frequency-penalty",
-        default_value_t = 0.0,
-        allow_negative_numbers = true
-    )]
-    pub frequency_penalty: f32,
-    #[arg(short = 's', long = "seed", default_value_t = -1, allow_negative_numbers = true)]
-    pub seed: i64,
     #[arg(long = "conversation")]
     pub conversation: bool,
     #[arg(long = "no-conversation")]
@@ -228,24 +195,6 @@ pub struct CliArgs {
     pub grammar_file: Option<PathBuf>,
     #[arg(short = 'e', long = "escape")]
     pub escape: bool,
-    #[arg(long = "control-vector")]
-    pub control_vector: Vec<PathBuf>,
-    #[arg(long = "control-vector-scaled", num_args = 2, value_names = ["FNAME", "SCALE"], allow_negative_numbers = true)]
-    pub control_vector_scaled: Vec<String>,
-    #[arg(
-        long = "control-vector-layer-range",
-        num_args = 2,
-        allow_negative_numbers = true
-    )]
-    pub control_vector_layer_range: Option<Vec<i64>>,
-    #[arg(long = "acap")]
-    pub acap: Vec<PathBuf>,
-    #[arg(long = "acap-threshold", allow_negative_numbers = true)]
-    pub acap_threshold: Option<f32>,
-    #[arg(long = "acap-layer-range", num_args = 2, allow_negative_numbers = true)]
-    pub acap_layer_range: Option<Vec<i64>>,
-    #[arg(long = "acap-alpha")]
-    pub acap_alpha: Option<f32>,
     #[arg(long = "acap-stats")]
     pub acap_stats: bool,
     /// Display-only in llama-cli; accepted with a warning.
@@ -255,6 +204,14 @@ pub struct CliArgs {
     pub help: bool,
     #[arg(long = "version")]
     pub version: bool,
+    #[command(flatten)]
+    pub context: ContextArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub control: ControlVectorArgs,
+    #[command(flatten)]
+    pub cap: CapArgs,
 }
 
 impl CliArgs {
@@ -321,8 +278,8 @@ mod tests {
             "You are kind.",
         ]))
         .unwrap();
-        assert_eq!(a.acap_layer_range, Some(vec![22, 28]));
-        assert_eq!(a.acap_threshold, Some(2.1));
+        assert_eq!(a.cap.acap_layer_range, Some(vec![22, 28]));
+        assert_eq!(a.cap.acap_threshold, Some(2.1));
         assert!(a.conversation);
         assert_eq!(a.n_gpu_layers, 99);
         assert_eq!(a.system_prompt.as_deref(), Some("You are kind."));
@@ -365,6 +322,8 @@ mod tests {
             "--ubatch-size",
             "-t,",
             "--threads",
+            "-tb,",
+            "--threads-batch",
             "-ngl,",
             "--n-gpu-layers",
             "--temp",

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use acap::axis::{
-    Calibration, ExtractParams, Extraction, ProjectionStats, ThresholdRule, calibrate, extract,
-    normalise, persona_states,
+use acap::axis::normalise;
+use acap::extraction::{
+    Calibration, ExtractError, ExtractParams, Extraction, ProjectionStats, ThresholdRule,
+    calibrate, extract, persona_states,
 };
 use acap::{AxisFile, AxisWriter, LayerRange, Model, ModelParams};
 use serde_json::{Value, json};
@@ -191,8 +192,7 @@ pub fn run_extract(a: ExtractArgs) -> Result<(), String> {
     };
     let model = load_model(&a.model, a.n_gpu_layers)?;
     let started = std::time::Instant::now();
-    let ex =
-        extract(&model, &prompts, &params, progress_bar("extract")).map_err(|e| e.to_string())?;
+    let ex = extract(&model, &prompts, &params, progress_bar("extract")).map_err(flag_error)?;
     let secs = started.elapsed().as_secs_f64();
     ex.to_writer(&model_label(&a.model), params.rule)
         .write_file(&a.output)
@@ -282,7 +282,7 @@ pub fn run_calibrate(a: CalibrateArgs) -> Result<(), String> {
     params.persona_system = text_or_file("--persona-system", &a.persona_system)?;
     let model = load_model(&a.model, a.n_gpu_layers)?;
     let cal = calibrate(&model, &axis, &prompts, &params, progress_bar("calibrate"))
-        .map_err(|e| e.to_string())?;
+        .map_err(flag_error)?;
     cal.to_writer(&axis, params.rule)
         .write_file(&a.output)
         .map_err(|e| format!("-o {}: {e}", a.output.display()))?;
@@ -375,7 +375,7 @@ pub fn projection_report(
             .collect();
         let tau = thresholds.for_layer(l).tau;
         let above = proj.iter().filter(|&&p| p > tau).count();
-        let q = |p: f32| acap::axis::percentile(&proj, p);
+        let q = |p: f32| acap::extraction::percentile(&proj, p);
         out += &format!(
             "{l:>5} {:>11.4} {:>11.4} {:>11.4} {:>11.4} {:>11.4} {tau:>11.4} {:>9.0}%\n",
             q(0.0),
@@ -761,4 +761,20 @@ pub fn run_convert(
         norms.join(" ")
     );
     Ok(())
+}
+
+/// An extraction error with the flag that caused it in front (the library names values).
+fn flag_error(e: ExtractError) -> String {
+    match &e {
+        ExtractError::NoLayers { start, end, .. } => format!("--cap-layers {start} {end}: {e}"),
+        ExtractError::BadParam { name, .. } => {
+            let flag = if *name == "k" {
+                "--mean-k"
+            } else {
+                "--percentile"
+            };
+            format!("{flag}: {e}")
+        }
+        _ => e.to_string(),
+    }
 }

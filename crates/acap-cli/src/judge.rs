@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use acap::eval::{Evaluation, Evaluator, EvaluatorParams, OverallSource, Rubric};
+use acap::eval::{Evaluation, Evaluator, EvaluatorParams, Rubric};
 use acap::{Model, ModelParams, Session, SessionParams};
+pub use acap_frontend::{evaluation_json, source_name};
 use serde_json::{Value, json};
 
 /// The reference threshold of paraphrase invariance: the mean per-group spread of overall
@@ -98,36 +99,6 @@ fn parse_item(line: usize, text: &str) -> Result<Item, String> {
         group: v.get("group").and_then(as_key),
         pair,
         preferred,
-    })
-}
-
-fn source_name(s: OverallSource) -> &'static str {
-    match s {
-        OverallSource::Labelled => "labelled",
-        OverallSource::Positional => "positional",
-        OverallSource::EvaluationHeader => "evaluation_header",
-        OverallSource::LastScore => "last_score",
-        OverallSource::DimensionMean => "dimension_mean",
-        OverallSource::Missing => "missing",
-    }
-}
-
-/// An evaluation as JSON.
-pub fn evaluation_json(e: &Evaluation) -> Value {
-    let scores: serde_json::Map<String, Value> = e
-        .scores
-        .iter()
-        .map(|(d, s)| (d.clone(), json!(s)))
-        .collect();
-    json!({
-        "scores": scores,
-        "red_flags": e.red_flags,
-        "overall": e.overall,
-        "overall_source": source_name(e.flags.overall),
-        "positional": e.flags.positional,
-        "fallback": e.flags.is_fallback(),
-        "complete": e.is_complete(),
-        "raw": e.raw,
     })
 }
 

@@ -1,9 +1,12 @@
 //! The command-line front ends: `acap-cli` (llama-cli's flags and behaviour, with capping that
 //! takes effect) and `acap` (demo and file tools).
 
+#![forbid(unsafe_code)]
+
 pub mod args;
 pub mod axis_tools;
 pub mod bench;
+#[cfg(feature = "builtin-models")]
 pub mod demo;
 pub mod escape;
 pub mod judge;

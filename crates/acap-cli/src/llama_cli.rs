@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use acap::{
-    AxisSet, CancelHandle, CapConfig, ChatMessage, ControlVector, GenerateParams, GenerationStats,
-    LayerRange, Model, ModelParams, SamplingParams, Session, SessionParams, StopReason,
+    CancelHandle, CapConfig, ChatMessage, GenerateParams, GenerationStats, Model, ModelParams,
+    SamplingParams, Session, SessionError, StopReason,
 };
+
+use acap_frontend::{Names, cap_error};
 
 use crate::args::{CliArgs, HELP};
 use crate::escape::unescape;
@@ -34,75 +36,16 @@ pub fn main_with(args: Vec<String>) -> ExitCode {
     }
 }
 
-fn range(flag: &str, v: &Option<Vec<i64>>) -> Result<Option<LayerRange>, String> {
-    match v.as_deref() {
-        None => Ok(None),
-        Some([a, b]) => Ok(Some(LayerRange::new(*a, *b))),
-        Some(_) => Err(format!("{flag} needs two numbers: START END")),
-    }
-}
-
 fn read_file(flag: &str, path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
 /// Everything about capping the user asked for, validated before the model is loaded.
 fn cap_config(a: &CliArgs) -> Result<Option<CapConfig>, String> {
-    if a.acap.is_empty() {
-        for (given, flag) in [
-            (a.acap_threshold.is_some(), "--acap-threshold"),
-            (a.acap_layer_range.is_some(), "--acap-layer-range"),
-            (a.acap_alpha.is_some(), "--acap-alpha"),
-            (a.acap_stats, "--acap-stats"),
-        ] {
-            if given {
-                return Err(format!("{flag} needs --acap AXIS_FILE"));
-            }
-        }
-        return Ok(None);
+    if a.acap_stats && a.cap.acap.is_empty() {
+        return Err("--acap-stats needs --acap AXIS_FILE".into());
     }
-    let axes = AxisSet::open(&a.acap).map_err(|e| e.to_string())?;
-    // Fails here, before loading anything, when no threshold can be resolved (or the value is
-    // not a finite number).
-    axes.thresholds(a.acap_threshold)
-        .map_err(|e| e.to_string())?;
-    let mut cfg = CapConfig::new(axes).with_threshold(a.acap_threshold);
-    if let Some(r) = range("--acap-layer-range", &a.acap_layer_range)? {
-        cfg = cfg.with_layer_range(r);
-    }
-    if let Some(alpha) = a.acap_alpha {
-        acap::cap::check_alpha(alpha).map_err(|e| e.to_string())?;
-        cfg = cfg.with_alpha(alpha);
-    }
-    Ok(Some(cfg))
-}
-
-fn control_vector(a: &CliArgs) -> Result<Option<ControlVector>, String> {
-    let mut files: Vec<(std::path::PathBuf, f32)> =
-        a.control_vector.iter().map(|p| (p.clone(), 1.0)).collect();
-    for pair in a.control_vector_scaled.chunks(2) {
-        let [file, scale] = pair else {
-            return Err("--control-vector-scaled needs FNAME SCALE".into());
-        };
-        let s: f32 = scale
-            .parse()
-            .map_err(|_| format!("--control-vector-scaled {file}: '{scale}' is not a number"))?;
-        files.push((file.into(), s));
-    }
-    if files.is_empty() {
-        if a.control_vector_layer_range.is_some() {
-            return Err("--control-vector-layer-range needs --control-vector".into());
-        }
-        return Ok(None);
-    }
-    let mut cv = ControlVector::load(&files).map_err(|e| e.to_string())?;
-    if let Some(r) = range(
-        "--control-vector-layer-range",
-        &a.control_vector_layer_range,
-    )? {
-        cv = cv.with_layer_range(r);
-    }
-    Ok(Some(cv))
+    a.cap.config()
 }
 
 fn init_logging(a: &CliArgs) {
@@ -202,7 +145,7 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
         (None, None) => None,
     };
     let cap = cap_config(&a)?;
-    let cv = control_vector(&a)?;
+    let cv = a.control.control_vector()?;
 
     let model = load_model(&model_path, &a)?;
     let conversation = a.conversation
@@ -214,18 +157,12 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
             model_path.display()
         ));
     }
-    let n_ctx = if a.ctx_size == 0 {
-        model.info().n_ctx_train
-    } else {
-        a.ctx_size
-    };
-    let mut sp = SessionParams::default()
-        .with_n_ctx(n_ctx)
-        .with_n_batch(a.batch_size)
-        .with_n_ubatch(a.ubatch_size)
-        .with_threads(u32::try_from(a.threads).unwrap_or(0));
+    let mut sp = a.context.session_params(model.info().n_ctx_train)?;
     sp.capping = cap;
-    let mut session = Session::new(&model, sp).map_err(|e| e.to_string())?;
+    let mut session = Session::new(&model, sp).map_err(|e| match e {
+        SessionError::Cap(e) => cap_error(&e, Names::FLAGS),
+        e => e.to_string(),
+    })?;
     if let Some(cv) = &cv {
         session
             .set_control_vector(Some(cv))
@@ -236,24 +173,9 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
     }
 
     let sampling = SamplingParams {
-        temperature: a.temp,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        frequency_penalty: a.frequency_penalty,
-        presence_penalty: a.presence_penalty,
-        penalty_last_n: a.repeat_last_n,
-        // Negative means random, as in llama-cli; u32::MAX is llama.cpp's "random" marker.
-        seed: u32::try_from(a.seed).ok(),
         grammar,
+        ..a.sampling.params()?
     };
-    if a.seed >= i64::from(u32::MAX) {
-        return Err(format!(
-            "--seed {} is out of range (0..4294967294, or -1)",
-            a.seed
-        ));
-    }
     let params = GenerateParams {
         max_tokens: usize::try_from(a.n_predict).ok(),
         stop: a.reverse_prompt.clone(),

@@ -71,7 +71,7 @@ fn main() {
         acap_testkit::model_path(&spec, Some(acap::QuantType::Q8_0)).expect("model")
     };
     let info = acap::ModelInfo::read(&model).expect("model header");
-    let blocks = acap_cli::bench::capped_blocks(info.n_layer, None);
+    let blocks = acap_frontend::capped_blocks(info.n_layer, None);
     let dir = std::env::temp_dir().join(format!("acap-loadtest-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let axis = dir.join("axis.gguf");

@@ -6,6 +6,8 @@
 //!
 //! Not shipped in any library: tests, examples and benchmarks only.
 
+#![forbid(unsafe_code)]
+
 mod model;
 mod rng;
 pub mod vocab;

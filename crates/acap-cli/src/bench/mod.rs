@@ -14,10 +14,9 @@ use std::time::Instant;
 
 use acap::cap::{LayerStats, cap_rows};
 use acap::{
-    AxisFile, AxisSet, AxisWriter, CapConfig, LayerRange, Model, ModelParams, QuantType, Session,
+    AxisFile, AxisSet, AxisWriter, CapConfig, LayerRange, Model, ModelParams, Session,
     SessionParams, Special,
 };
-use acap_testkit::ModelSpec;
 use serde_json::{Value, json};
 
 /// Output format.
@@ -75,6 +74,14 @@ fn resolve_model(arg: &str) -> Result<ModelArg, String> {
             path,
         });
     }
+    preset(arg)
+}
+
+/// A testkit preset (`small:q8_0`), generated and cached on first use.
+#[cfg(feature = "builtin-models")]
+fn preset(arg: &str) -> Result<ModelArg, String> {
+    use acap::QuantType;
+    use acap_testkit::ModelSpec;
     let (name, quant) = arg.split_once(':').unwrap_or((arg, "q8_0"));
     let spec = ModelSpec::by_name(name).ok_or_else(|| {
         format!(
@@ -99,17 +106,15 @@ fn resolve_model(arg: &str) -> Result<ModelArg, String> {
     })
 }
 
-/// The blocks to cap: the user's range, or 7 blocks at the relative depth of 22..28 of a
-/// 32-block model (fewer in models with fewer blocks).
-pub fn capped_blocks(n_layer: u32, range: Option<(i64, i64)>) -> std::ops::RangeInclusive<u32> {
-    if let Some((a, b)) = range {
-        return LayerRange::new(a, b).blocks(n_layer);
-    }
-    let count = 7.min(n_layer.saturating_sub(1)).max(1);
-    let start = ((22.0 / 32.0) * f64::from(n_layer)).round() as u32;
-    let start = start.clamp(1, n_layer.saturating_sub(count).max(1));
-    start..=(start + count - 1).min(n_layer.saturating_sub(1))
+#[cfg(not(feature = "builtin-models"))]
+fn preset(arg: &str) -> Result<ModelArg, String> {
+    Err(format!(
+        "-m {arg}: no such file (this build has no built-in test models: it was built without \
+         the builtin-models feature)"
+    ))
 }
+
+pub use acap_frontend::capped_blocks;
 
 /// Summary of samples.
 #[derive(Debug, Clone, Copy)]
@@ -199,11 +204,11 @@ fn weights_read_per_token(path: &std::path::Path) -> Result<u64, String> {
 fn row_op_ns(n_embd: usize) -> (f64, f64) {
     let rows = 256;
     let axis = {
-        let v = acap_testkit::random_vector(1, n_embd);
+        let v = pseudo_random(1, n_embd);
         let norm = acap::cap::dot(&v, &v).sqrt();
         v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
     };
-    let data = acap_testkit::random_vector(2, n_embd * rows);
+    let data = pseudo_random(2, n_embd * rows);
     let mut out = [0.0; 2];
     for (i, tau) in [f32::MAX, -1e30].into_iter().enumerate() {
         let mut samples = Vec::new();
@@ -252,7 +257,7 @@ fn bench_model(opts: &BenchOptions, m: &ModelArg) -> Result<ModelResult, String>
         let mut w = AxisWriter::new();
         for l in blocks.clone() {
             w = w
-                .with_direction(l, acap_testkit::random_vector(u64::from(l), n_embd))
+                .with_direction(l, pseudo_random(u64::from(l), n_embd))
                 .with_threshold(l, tau);
         }
         let bytes = w.to_bytes().map_err(|e| e.to_string())?;
@@ -597,6 +602,22 @@ impl Report {
             "models": models,
         })
     }
+}
+
+/// Deterministic values in -1..1 (splitmix64) for synthetic axes and rows: the benchmark needs
+/// arbitrary but repeatable data, not the test models' generator.
+fn pseudo_random(seed: u64, n: usize) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
 }
 
 #[cfg(test)]

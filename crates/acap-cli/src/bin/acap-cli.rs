@@ -1,5 +1,7 @@
 //! `acap-cli`: a drop-in for the patched `llama-cli --acap ...`.
 
+#![forbid(unsafe_code)]
+
 fn main() -> std::process::ExitCode {
     acap_cli::llama_cli::main_with(std::env::args().collect())
 }

@@ -12,6 +12,8 @@
 //! acap bench [-m MODEL]... [-p 512] [-n 128] [-r 5] [-t N] [-ngl N] [-b N] [-ub N] [-o md|json]
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -284,7 +286,7 @@ struct AxisRunArgs {
 }
 
 impl AxisRunArgs {
-    fn params(&self, mean_k: Option<f32>) -> acap::axis::ExtractParams {
+    fn params(&self, mean_k: Option<f32>) -> acap::extraction::ExtractParams {
         let range = self
             .cap_layers
             .as_ref()
@@ -292,17 +294,17 @@ impl AxisRunArgs {
                 // Repeated flags: the last pair wins, as in llama-cli.
                 acap::LayerRange::new(v[v.len() - 2], v[v.len() - 1])
             });
-        acap::axis::ExtractParams {
+        acap::extraction::ExtractParams {
             max_tokens: self.max_tokens,
             cap_layers: range,
             rule: match mean_k {
-                Some(k) => acap::axis::ThresholdRule::MeanMinusKStd(k),
-                None => acap::axis::ThresholdRule::Percentile(self.percentile),
+                Some(k) => acap::extraction::ThresholdRule::MeanMinusKStd(k),
+                None => acap::extraction::ThresholdRule::Percentile(self.percentile),
             },
             batch_sequences: self.batch,
             threads: self.threads,
             template: self.chat_template.clone(),
-            ..acap::axis::ExtractParams::default()
+            ..acap::extraction::ExtractParams::default()
         }
     }
 }
@@ -323,7 +325,7 @@ fn main() -> ExitCode {
     // llama-bench's one-dash long options (-ngl, -ub) become two-dash ones.
     let cli = Cli::parse_from(acap_cli::args::normalize(std::env::args()));
     let result = match cli.command {
-        Command::Demo { prompt, n_predict } => acap_cli::demo::run(&prompt, n_predict),
+        Command::Demo { prompt, n_predict } => demo(&prompt, n_predict),
         Command::Axis {
             command:
                 AxisCommand::Inspect {
@@ -516,4 +518,18 @@ fn bench(a: BenchArgs) -> Result<(), String> {
         ),
     }
     Ok(())
+}
+
+#[cfg(feature = "builtin-models")]
+fn demo(prompt: &str, n_predict: usize) -> Result<(), String> {
+    acap_cli::demo::run(prompt, n_predict)
+}
+
+#[cfg(not(feature = "builtin-models"))]
+fn demo(_prompt: &str, _n_predict: usize) -> Result<(), String> {
+    Err(
+        "acap demo needs the built-in test model, and this build has none (built without the \
+         builtin-models feature)"
+            .into(),
+    )
 }

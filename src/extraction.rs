@@ -27,7 +27,7 @@ pub enum ExtractError {
     NoPrompts,
     /// The capping layers select no block of the model.
     #[error(
-        "--cap-layers {start} {end} selects no block of this {n_layer}-block model (blocks 1..{n_layer})"
+        "layer range {start} {end} selects no block of this {n_layer}-block model (blocks 1..{n_layer})"
     )]
     NoLayers {
         /// Range start.
@@ -54,8 +54,15 @@ pub enum ExtractError {
         model: u32,
     },
     /// A percentile outside 0..=100, or a non-finite k.
-    #[error("{0}")]
-    BadParam(String),
+    #[error("{name} {value} {reason}")]
+    BadParam {
+        /// The parameter (`percentile`, `k`).
+        name: &'static str,
+        /// Its value.
+        value: f32,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// See [`SessionError`].
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -85,12 +92,16 @@ pub enum ThresholdRule {
 impl ThresholdRule {
     fn check(self) -> Result<Self, ExtractError> {
         match self {
-            Self::Percentile(p) if !(0.0..=100.0).contains(&p) => Err(ExtractError::BadParam(
-                format!("--percentile {p} must be in 0..=100"),
-            )),
-            Self::MeanMinusKStd(k) if !k.is_finite() => Err(ExtractError::BadParam(format!(
-                "--mean-k {k} is not a finite number"
-            ))),
+            Self::Percentile(p) if !(0.0..=100.0).contains(&p) => Err(ExtractError::BadParam {
+                name: "percentile",
+                value: p,
+                reason: "must be in 0..=100",
+            }),
+            Self::MeanMinusKStd(k) if !k.is_finite() => Err(ExtractError::BadParam {
+                name: "k",
+                value: k,
+                reason: "(of mean - k * std) is not a finite number",
+            }),
             r => Ok(r),
         }
     }

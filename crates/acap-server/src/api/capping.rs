@@ -1,0 +1,62 @@
+//! What capping a request gets: the server's default, changed by the request's `acap` object.
+
+use acap_frontend::{Names, cap_error};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::request::AcapRequest;
+
+/// What capping a request gets, as applied.
+pub struct Capping {
+    /// The plan (`None`: uncapped).
+    pub plan: Option<acap::CapPlan>,
+    /// What the response reports as applied.
+    pub applied: Value,
+}
+
+/// Resolves a request's capping against the model.
+pub fn capping(state: &AppState, req: Option<&AcapRequest>) -> Result<Capping, ApiError> {
+    let default = AcapRequest::default();
+    let req = req.unwrap_or(&default);
+    let enabled = req.enabled.unwrap_or(state.capping.is_some());
+    if !enabled {
+        return Ok(Capping {
+            plan: None,
+            applied: json!({"enabled": false}),
+        });
+    }
+    let Some(mut cfg) = state.capping.clone() else {
+        return Err(ApiError::bad(
+            "acap",
+            "capping was requested but the server has no axis (start it with --acap FILE)",
+        ));
+    };
+    if let Some(a) = req.alpha {
+        cfg = cfg.with_alpha(a);
+    }
+    if let Some(t) = req.threshold {
+        cfg = cfg.with_threshold(Some(t));
+    }
+    if let Some(r) = req.range() {
+        cfg = cfg.with_layer_range(r);
+    }
+    let plan = cfg
+        .plan(&state.model)
+        .map_err(|e| ApiError::bad("acap", cap_error(&e, Names::JSON)))?;
+    let layers: Vec<u32> = plan.capped_layers().map(|(l, _)| l).collect();
+    let taus: serde_json::Map<String, Value> = plan
+        .capped_layers()
+        .map(|(l, p)| (l.to_string(), json!(p.tau)))
+        .collect();
+    let applied = json!({
+        "enabled": true,
+        "alpha": plan.alpha(),
+        "layers": layers,
+        "thresholds": taus,
+    });
+    Ok(Capping {
+        plan: Some(plan),
+        applied,
+    })
+}

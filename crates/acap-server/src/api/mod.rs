@@ -1,0 +1,255 @@
+//! The HTTP API: OpenAI-shaped chat and text completions (streaming as server-sent events),
+//! the reward evaluator, health, models and Prometheus metrics. Every request may choose its
+//! own capping through an `acap` field.
+//!
+//! One concern a file: typed request bodies (`request`), capping (`capping`), responses and
+//! streams (`response`), errors (`error`), metrics (`metrics`); the handlers are here.
+
+mod capping;
+mod error;
+mod metrics;
+mod request;
+mod response;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use acap::eval::{Rubric, parse_evaluation};
+use acap::{CapConfig, ChatMessage, GenerateParams, Model, SamplingParams, Special};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::engine::EngineHandle;
+use error::ApiError;
+use request::{EvaluateRequest, GenerationRequest};
+use response::{Kind, collect, count, now, respond, submit, usage};
+
+/// Server-wide settings (start-up flags).
+pub struct AppState {
+    /// The model.
+    pub model: Model,
+    /// Its name in responses.
+    pub model_name: String,
+    /// Chat template override.
+    pub chat_template: Option<String>,
+    /// Required bearer token, if any.
+    pub api_key: Option<String>,
+    /// Default generation settings.
+    pub defaults: GenerateParams,
+    /// Default capping (from `--acap*`), if any.
+    pub capping: Option<CapConfig>,
+    /// Tokens of context per slot.
+    pub n_ctx_slot: usize,
+    /// The engine.
+    pub engine: EngineHandle,
+    /// Request id counter.
+    pub next_id: AtomicU64,
+}
+
+/// The routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/evaluate", post(evaluate))
+        .route("/metrics", get(metrics::metrics))
+        .with_state(state)
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(key) = &state.api_key else {
+        return Ok(());
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| same_secret(g.as_bytes(), key.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::status(
+            StatusCode::UNAUTHORIZED,
+            "invalid or missing API key (Authorization: Bearer KEY)",
+        ))
+    }
+}
+
+/// Compares a presented key with the server's without an early exit on the first differing
+/// byte, so response times do not reveal how much of a guess was right.
+fn same_secret(given: &[u8], key: &[u8]) -> bool {
+    let diff = given
+        .iter()
+        .zip(key)
+        .fold(given.len() ^ key.len(), |acc, (a, b)| {
+            acc | usize::from(a ^ b)
+        });
+    std::hint::black_box(diff) == 0
+}
+
+/// Sampling settings are checked when the request arrives, so a bad value is a 400 naming
+/// the field, not a failed request later.
+fn check_sampling(state: &AppState, params: &GenerateParams) -> Result<(), ApiError> {
+    acap::Sampler::new(&state.model, &params.sampling, 16).map_err(|e| {
+        let field = match &e {
+            acap::SamplerError::Grammar { .. } => "grammar",
+            _ => "sampling",
+        };
+        ApiError::bad(field, e.to_string())
+    })?;
+    Ok(())
+}
+
+/// Runs a handler body and turns its error into the OpenAI error response.
+fn answer(r: Result<Response, ApiError>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn health() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&state, &headers) {
+        return e.into_response();
+    }
+    axum::Json(json!({"object": "list", "data": [{
+        "id": state.model_name, "object": "model", "created": now(), "owned_by": "acap",
+    }]}))
+    .into_response()
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(generation(state, headers, body, Kind::Chat).await)
+}
+
+async fn completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(generation(state, headers, body, Kind::Text).await)
+}
+
+/// Chat and text completions: the same request fields, a prompt from `messages` (rendered
+/// with the chat template) or from `prompt`.
+async fn generation(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let req: GenerationRequest = request::parse(&body)?;
+    let (prompt, field) = match kind {
+        Kind::Chat => {
+            let msgs = req.chat_messages()?;
+            let text = state
+                .model
+                .apply_chat_template(&msgs, true, state.chat_template.as_deref())
+                .map_err(|e| ApiError::bad("messages", e.to_string()))?;
+            (text, "messages")
+        }
+        Kind::Text => (req.prompt_text()?, "prompt"),
+    };
+    let params = req.generate_params(&state.defaults)?;
+    check_sampling(&state, &params)?;
+    let cap = capping::capping(&state, req.acap.as_ref())?;
+    let tokens = state
+        .model
+        .tokenize(&prompt, Special::PROMPT)
+        .map_err(|e| ApiError::bad(field, e.to_string()))?;
+    respond(
+        &state,
+        kind,
+        tokens,
+        params,
+        cap,
+        req.stream.unwrap_or(false),
+    )
+    .await
+}
+
+async fn evaluate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    answer(evaluate_inner(state, headers, body).await)
+}
+
+async fn evaluate_inner(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let req: EvaluateRequest = request::parse(&body)?;
+    let mut rubric = match req.dimensions.unwrap_or(6) {
+        5 => Rubric::five_dimensions(),
+        6 => Rubric::six_dimensions(),
+        n => {
+            return Err(ApiError::bad(
+                "dimensions",
+                format!("'dimensions' is {n}; use 5 or 6"),
+            ));
+        }
+    };
+    if let Some(sys) = &req.system_prompt {
+        rubric = rubric.with_system_prompt(sys);
+    }
+    let defaults = acap::eval::EvaluatorParams::default();
+    let mut sampling = SamplingParams {
+        grammar: Some(rubric.grammar()),
+        ..defaults.sampling
+    };
+    if let Some(seed) = req.seed {
+        sampling.seed = request::seed("seed", seed)?;
+    }
+    if let Some(t) = req.temperature {
+        sampling.temperature = t;
+    }
+    let params = GenerateParams {
+        max_tokens: Some(defaults.max_tokens),
+        stop: Vec::new(),
+        sampling,
+    };
+    let msgs = [
+        ChatMessage::system(rubric.system_prompt.clone()),
+        ChatMessage::user(rubric.user_message(&req.prompt, &req.response)),
+    ];
+    let rendered = state
+        .model
+        .apply_chat_template(&msgs, true, state.chat_template.as_deref())
+        .map_err(|e| ApiError::bad("prompt", e.to_string()))?;
+    let tokens = state
+        .model
+        .tokenize(&rendered, Special::PROMPT)
+        .map_err(|e| ApiError::bad("prompt", e.to_string()))?;
+    count(&state, "evaluate");
+    // Always uncapped, whatever the server's defaults.
+    let rx = submit(&state, tokens, params, None)?;
+    let (raw, st, _) = collect(rx).await?;
+    let e = parse_evaluation(&raw, &rubric.dimensions);
+    let mut v = acap_frontend::evaluation_json(&e);
+    v["usage"] = usage(&st);
+    v["acap"] = json!({"applied": {"enabled": false}});
+    Ok(axum::Json(v).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(super::same_secret(b"sekret", b"sekret"));
+        for other in [&b"sekreT"[..], b"sekre", b"sekrets", b""] {
+            assert!(!super::same_secret(other, b"sekret"));
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! `--acap*` and `--control-vector*` flags.
+
+use std::path::PathBuf;
+
+use acap::axis::ThresholdError;
+use acap::{AxisSet, CapConfig, CapError, ControlVector, LayerRange};
+use clap::Args;
+
+/// How a front end names the capping settings: flags on a command line, fields in a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Names {
+    /// The axis files.
+    pub axes: &'static str,
+    /// The global threshold.
+    pub threshold: &'static str,
+    /// The capped blocks.
+    pub layer_range: &'static str,
+    /// The cap strength.
+    pub alpha: &'static str,
+}
+
+impl Names {
+    /// llama-cli's and llama-server's flags.
+    pub const FLAGS: Names = Names {
+        axes: "--acap",
+        threshold: "--acap-threshold",
+        layer_range: "--acap-layer-range",
+        alpha: "--acap-alpha",
+    };
+    /// The fields of acap-server's per-request `acap` object.
+    pub const JSON: Names = Names {
+        axes: "acap",
+        threshold: "acap.threshold",
+        layer_range: "acap.layer_range",
+        alpha: "acap.alpha",
+    };
+}
+
+/// A capping error with the flag or field that caused it in front, and what to pass instead.
+pub fn cap_error(e: &CapError, names: Names) -> String {
+    match e {
+        CapError::BadAlpha(_) => format!("{}: {e}", names.alpha),
+        CapError::NothingCapped { .. } => format!("{}: {e}", names.layer_range),
+        CapError::Threshold(ThresholdError::Missing { .. }) => format!(
+            "{}: {e}; pass {} T (tau = -T) or use an axis file with thresholds",
+            names.axes, names.threshold
+        ),
+        CapError::Threshold(ThresholdError::NotFinite { .. }) => {
+            format!("{}: {e}", names.threshold)
+        }
+        CapError::EmbdMismatch { .. } | CapError::NoHookPoint { .. } => {
+            format!("{}: {e}", names.axes)
+        }
+        e => e.to_string(),
+    }
+}
+
+/// A `START END` pair given as a flag with two values.
+///
+/// # Errors
+/// Anything but exactly two numbers, naming `flag`.
+pub fn layer_range(flag: &str, values: Option<&[i64]>) -> Result<Option<LayerRange>, String> {
+    match values {
+        None => Ok(None),
+        Some(&[a, b]) => Ok(Some(LayerRange::new(a, b))),
+        Some(v) => Err(format!(
+            "{flag} needs two numbers START END, got {} value(s)",
+            v.len()
+        )),
+    }
+}
+
+/// The blocks to cap: the user's range, or 7 blocks at the relative depth of 22..28 of a
+/// 32-block model (fewer in models with fewer blocks).
+pub fn capped_blocks(n_layer: u32, range: Option<(i64, i64)>) -> std::ops::RangeInclusive<u32> {
+    if let Some((a, b)) = range {
+        return LayerRange::new(a, b).blocks(n_layer);
+    }
+    let count = 7.min(n_layer.saturating_sub(1)).max(1);
+    let start = ((22.0 / 32.0) * f64::from(n_layer)).round() as u32;
+    let start = start.clamp(1, n_layer.saturating_sub(count).max(1));
+    start..=(start + count - 1).min(n_layer.saturating_sub(1))
+}
+
+/// Activation capping: `--acap`, `--acap-threshold`, `--acap-layer-range`, `--acap-alpha`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CapArgs {
+    /// Axis file (repeatable: vectors summed, thresholds from the first).
+    #[arg(long = "acap", value_name = "FNAME")]
+    pub acap: Vec<PathBuf>,
+    /// Threshold for layers without `acap.threshold.N` (tau = -T).
+    #[arg(
+        long = "acap-threshold",
+        value_name = "T",
+        allow_negative_numbers = true
+    )]
+    pub acap_threshold: Option<f32>,
+    /// Capped blocks, inclusive (default: 1 .. last; block 0 never).
+    #[arg(long = "acap-layer-range", num_args = 2, value_names = ["START", "END"], allow_negative_numbers = true)]
+    pub acap_layer_range: Option<Vec<i64>>,
+    /// Cap strength in 0..1 (default: 1.0 = hard cap).
+    #[arg(long = "acap-alpha", value_name = "A", allow_negative_numbers = true)]
+    pub acap_alpha: Option<f32>,
+}
+
+impl CapArgs {
+    /// The capping asked for, checked as far as it can be without a model: files readable and
+    /// consistent, a threshold for every layer, a finite alpha in 0..=1, a two-number range.
+    /// `None` when no `--acap` was given (any other `--acap-*` flag is then an error).
+    ///
+    /// # Errors
+    /// A message naming the flag and the value.
+    pub fn config(&self) -> Result<Option<CapConfig>, String> {
+        let names = Names::FLAGS;
+        if self.acap.is_empty() {
+            for (given, flag) in [
+                (self.acap_threshold.is_some(), names.threshold),
+                (self.acap_layer_range.is_some(), names.layer_range),
+                (self.acap_alpha.is_some(), names.alpha),
+            ] {
+                if given {
+                    return Err(format!("{flag} needs {} AXIS_FILE", names.axes));
+                }
+            }
+            return Ok(None);
+        }
+        let axes = AxisSet::open(&self.acap).map_err(|e| e.to_string())?;
+        let mut cfg = CapConfig::new(axes).with_threshold(self.acap_threshold);
+        if let Some(r) = layer_range(names.layer_range, self.acap_layer_range.as_deref())? {
+            cfg = cfg.with_layer_range(r);
+        }
+        if let Some(alpha) = self.acap_alpha {
+            cfg = cfg.with_alpha(alpha);
+        }
+        cfg.validate().map_err(|e| cap_error(&e, names))?;
+        Ok(Some(cfg))
+    }
+}
+
+/// Control vectors: `--control-vector`, `--control-vector-scaled`,
+/// `--control-vector-layer-range`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ControlVectorArgs {
+    /// Add a control vector (repeatable).
+    #[arg(long = "control-vector", value_name = "FNAME")]
+    pub control_vector: Vec<PathBuf>,
+    /// Add a control vector with a scale (repeatable).
+    #[arg(long = "control-vector-scaled", num_args = 2, value_names = ["FNAME", "SCALE"], allow_negative_numbers = true)]
+    pub control_vector_scaled: Vec<String>,
+    /// Blocks the control vectors apply to (inclusive).
+    #[arg(long = "control-vector-layer-range", num_args = 2, value_names = ["START", "END"], allow_negative_numbers = true)]
+    pub control_vector_layer_range: Option<Vec<i64>>,
+}
+
+impl ControlVectorArgs {
+    /// The summed control vectors, or `None` when no file was given (a layer range alone is
+    /// then an error).
+    ///
+    /// # Errors
+    /// A message naming the flag and the value.
+    pub fn control_vector(&self) -> Result<Option<ControlVector>, String> {
+        let mut files: Vec<(PathBuf, f32)> = self
+            .control_vector
+            .iter()
+            .map(|p| (p.clone(), 1.0))
+            .collect();
+        for pair in self.control_vector_scaled.chunks(2) {
+            let [file, scale] = pair else {
+                return Err("--control-vector-scaled needs FNAME SCALE".into());
+            };
+            let s: f32 = scale
+                .parse()
+                .ok()
+                .filter(|s: &f32| s.is_finite())
+                .ok_or_else(|| {
+                    format!("--control-vector-scaled {file}: '{scale}' is not a number")
+                })?;
+            files.push((file.into(), s));
+        }
+        let range = layer_range(
+            "--control-vector-layer-range",
+            self.control_vector_layer_range.as_deref(),
+        )?;
+        if files.is_empty() {
+            if range.is_some() {
+                return Err("--control-vector-layer-range needs --control-vector".into());
+            }
+            return Ok(None);
+        }
+        let mut cv = ControlVector::load(&files).map_err(|e| e.to_string())?;
+        if let Some(r) = range {
+            cv = cv.with_layer_range(r);
+        }
+        Ok(Some(cv))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_is_exactly_two_numbers() {
+        assert_eq!(layer_range("--r", None), Ok(None));
+        assert_eq!(
+            layer_range("--r", Some(&[2, 5])),
+            Ok(Some(LayerRange::new(2, 5)))
+        );
+        let e = layer_range("--r", Some(&[1, 2, 3, 4])).unwrap_err();
+        assert!(e.contains("--r") && e.contains("4 value"), "{e}");
+    }
+
+    #[test]
+    fn capping_flags_without_an_axis_file_are_refused() {
+        let a = CapArgs {
+            acap_alpha: Some(0.5),
+            ..CapArgs::default()
+        };
+        assert_eq!(
+            a.config().unwrap_err(),
+            "--acap-alpha needs --acap AXIS_FILE"
+        );
+        let c = ControlVectorArgs {
+            control_vector_layer_range: Some(vec![1, 2]),
+            ..ControlVectorArgs::default()
+        };
+        assert!(
+            c.control_vector()
+                .unwrap_err()
+                .contains("needs --control-vector")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_flag_or_the_field() {
+        let e = CapError::BadAlpha(2.0);
+        assert_eq!(
+            cap_error(&e, Names::FLAGS),
+            "--acap-alpha: alpha 2 must be a number in 0..=1"
+        );
+        assert_eq!(
+            cap_error(&e, Names::JSON),
+            "acap.alpha: alpha 2 must be a number in 0..=1"
+        );
+        let e = CapError::Threshold(ThresholdError::Missing {
+            origin: "a.gguf".into(),
+        });
+        let m = cap_error(&e, Names::FLAGS);
+        assert!(
+            m.starts_with("--acap: ") && m.contains("pass --acap-threshold T"),
+            "{m}"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! What acap's front ends (`acap-cli`, `acap`, `acap-server`) share, in the spirit of
+//! ripgrep's `crates/cli`: the clap argument groups users type the same way in every binary,
+//! each with one conversion into library types, and the wording that puts a flag (or a JSON
+//! field) in front of a library error, which itself only names values.
+
+#![forbid(unsafe_code)]
+
+mod capping;
+mod context;
+mod json;
+mod sampling;
+
+pub use capping::{CapArgs, ControlVectorArgs, Names, cap_error, capped_blocks, layer_range};
+pub use context::ContextArgs;
+pub use json::{evaluation_json, source_name};
+pub use sampling::SamplingArgs;
