@@ -63,6 +63,9 @@ impl Model {
     /// Renders `messages` with the model's chat template, or with `template` (a built-in name
     /// such as `llama3`, or a template text llama.cpp recognises). With `add_assistant` the
     /// prompt ends with the header that starts the assistant's reply.
+    ///
+    /// # Errors
+    /// See [`ChatError`]: each variant says what was wrong.
     pub fn apply_chat_template(
         &self,
         messages: &[ChatMessage],
@@ -133,6 +136,9 @@ impl Model {
 impl Session {
     /// Renders the conversation (ending with the assistant header) and generates the reply.
     /// The KV cache is reused: on a follow-up turn only the new tokens are decoded.
+    ///
+    /// # Errors
+    /// See [`crate::Error`]: each variant says what was wrong.
     pub fn chat(
         &mut self,
         messages: &[ChatMessage],

@@ -409,6 +409,9 @@ fn check_layers(model: &Model, range: LayerRange) -> Result<Vec<u32>, ExtractErr
 
 /// Extracts axes and thresholds from `prompts` on `model` (spec section 9). `progress` is
 /// called with (sequences done, total).
+///
+/// # Errors
+/// See [`ExtractError`]: each variant says what was wrong.
 pub fn extract(
     model: &Model,
     prompts: &[String],
@@ -526,6 +529,9 @@ impl Calibration {
 
 /// Recomputes the thresholds of `axis` on `model` from the persona projections of `prompts`,
 /// for the axis layers within `params.cap_layers` (generic system prompts are not used).
+///
+/// # Errors
+/// See [`ExtractError`]: each variant says what was wrong.
 pub fn calibrate(
     model: &Model,
     axis: &AxisFile,
@@ -597,6 +603,9 @@ pub fn calibrate(
 
 /// The last prompt token's output of every block for each prompt rendered under `system`,
 /// `[prompt][block]`: what [`extract`] averages, for inspecting projections.
+///
+/// # Errors
+/// See [`ExtractError`]: each variant says what was wrong.
 pub fn persona_states(
     model: &Model,
     prompts: &[String],

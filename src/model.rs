@@ -167,6 +167,9 @@ impl Model {
     ///
     /// The file is first parsed natively, so a missing, non-GGUF or truncated file gives a
     /// precise error before llama.cpp sees it.
+    ///
+    /// # Errors
+    /// See [`LoadError`]: each variant says what was wrong.
     pub fn load(path: impl AsRef<Path>, params: ModelParams) -> Result<Self, LoadError> {
         let path = path.as_ref();
         let info = read_info(path)?;
@@ -309,6 +312,9 @@ impl Model {
 /// Reads the facts acap needs from the GGUF header, natively.
 impl ModelInfo {
     /// Reads the facts from a model's GGUF header natively, without loading any weights.
+    ///
+    /// # Errors
+    /// See [`LoadError`]: each variant says what was wrong.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, LoadError> {
         read_info(path.as_ref())
     }

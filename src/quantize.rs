@@ -39,6 +39,9 @@ impl QuantType {
 }
 
 /// Quantises `input` into `output` with `n_threads` threads (0: all cores).
+///
+/// # Errors
+/// See [`QuantizeError`]: each variant says what was wrong.
 pub fn quantize(
     input: &Path,
     output: &Path,

@@ -159,6 +159,9 @@ impl Drop for Sampler {
 
 impl Sampler {
     /// Builds the chain for `model`. `n_ctx` resolves `penalty_last_n = -1`.
+    ///
+    /// # Errors
+    /// See [`SamplerError`]: each variant says what was wrong.
     pub fn new(model: &Model, params: &SamplingParams, n_ctx: u32) -> Result<Self, SamplerError> {
         params.validate()?;
         backend::ensure();

@@ -31,6 +31,9 @@ impl Special {
 
 impl Model {
     /// Tokenizes `text`.
+    ///
+    /// # Errors
+    /// See [`TokenizeError`]: each variant says what was wrong.
     pub fn tokenize(&self, text: &str, special: Special) -> Result<Vec<Token>, TokenizeError> {
         let len =
             i32::try_from(text.len()).map_err(|_| TokenizeError::TooLong { len: text.len() })?;
@@ -78,6 +81,9 @@ impl Model {
 
     /// The bytes of one token. A piece may be an incomplete UTF-8 sequence (byte tokens);
     /// use [`PieceDecoder`] to stream text.
+    ///
+    /// # Errors
+    /// See [`TokenizeError`]: each variant says what was wrong.
     pub fn token_to_piece(
         &self,
         token: Token,
@@ -108,6 +114,9 @@ impl Model {
 
     /// Converts tokens back to text (invalid UTF-8 replaced). `render_special` keeps special
     /// tokens as their text (`<|eot_id|>`); otherwise they are dropped.
+    ///
+    /// # Errors
+    /// See [`TokenizeError`]: each variant says what was wrong.
     pub fn detokenize(
         &self,
         tokens: &[Token],

@@ -23,12 +23,18 @@ pub struct AxisFile {
 
 impl AxisFile {
     /// Opens and validates an axis file.
+    ///
+    /// # Errors
+    /// See [`AxisFileError`]: each variant says what was wrong.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, AxisFileError> {
         let gguf = GgufFile::open(path)?;
         Self::from_gguf(&gguf)
     }
 
     /// Validates an axis file held in memory (reported as `<memory>` in errors).
+    ///
+    /// # Errors
+    /// See [`AxisFileError`]: each variant says what was wrong.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, AxisFileError> {
         let gguf = GgufFile::from_bytes(bytes).map_err(|source| AxisFileError::Parse {
             origin: "<memory>".into(),
@@ -38,6 +44,9 @@ impl AxisFile {
     }
 
     /// Validates an already parsed GGUF as an axis file.
+    ///
+    /// # Errors
+    /// See [`AxisFileError`]: each variant says what was wrong.
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self, AxisFileError> {
         let origin = gguf
             .path()

@@ -8,6 +8,9 @@ use super::threshold::ThresholdSource;
 /// Per file: n_embd, directions, threshold keys and hints; then per layer the norm of the
 /// summed direction and the threshold that applies, with its source. Fails exactly where
 /// `--acap` would (mismatched files, no resolvable threshold).
+///
+/// # Errors
+/// See [`AxisError`]: each variant says what was wrong.
 pub fn report(files: Vec<AxisFile>, cli_threshold: Option<f32>) -> Result<String, AxisError> {
     let mut out = String::new();
     for f in &files {

@@ -31,6 +31,9 @@ pub struct AxisSet {
 
 impl AxisSet {
     /// Opens, validates and combines axis files in the order given.
+    ///
+    /// # Errors
+    /// See [`AxisError`]: each variant says what was wrong.
     pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Self, AxisError> {
         let files = paths
             .iter()
@@ -41,6 +44,9 @@ impl AxisSet {
 
     /// Combines validated files in order: vectors summed per layer (in f32, file order),
     /// thresholds from the first file only, then each layer normalised.
+    ///
+    /// # Errors
+    /// See [`AxisSetError`]: each variant says what was wrong.
     pub fn new(files: Vec<AxisFile>) -> Result<Self, AxisSetError> {
         let first = files.first().ok_or(AxisSetError::NoFiles)?;
         let n_embd = first.n_embd();
@@ -105,6 +111,9 @@ impl AxisSet {
 
     /// Resolves thresholds from the `--acap-threshold` value (`None` when absent), following
     /// spec section 4.
+    ///
+    /// # Errors
+    /// See [`ThresholdError`]: each variant says what was wrong.
     pub fn thresholds(&self, cli: Option<f32>) -> Result<Thresholds, ThresholdError> {
         Thresholds::resolve(&self.file_thresholds, cli, &self.origins[0])
     }

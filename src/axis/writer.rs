@@ -80,6 +80,9 @@ impl AxisWriter {
     }
 
     /// Builds the GGUF after checking every rule a reader applies.
+    ///
+    /// # Errors
+    /// See [`AxisWriteError`]: each variant says what was wrong.
     pub fn to_gguf(&self) -> Result<GgufWriter, AxisWriteError> {
         let invalid = |reason: String| AxisWriteError::Invalid { reason };
         let Some((_, first)) = self.directions.iter().next() else {
@@ -133,11 +136,17 @@ impl AxisWriter {
     }
 
     /// The file's bytes.
+    ///
+    /// # Errors
+    /// See [`AxisWriteError`]: each variant says what was wrong.
     pub fn to_bytes(&self) -> Result<Vec<u8>, AxisWriteError> {
         Ok(self.to_gguf()?.into_bytes()?)
     }
 
     /// Writes the file atomically to `path`.
+    ///
+    /// # Errors
+    /// See [`AxisWriteError`]: each variant says what was wrong.
     pub fn write_file(&self, path: impl AsRef<Path>) -> Result<(), AxisWriteError> {
         self.to_gguf()?.write_file(path)?;
         Ok(())

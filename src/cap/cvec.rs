@@ -53,6 +53,9 @@ pub struct ControlVector {
 
 impl ControlVector {
     /// Loads and sums `(path, scale)` pairs (`--control-vector F` is scale 1.0).
+    ///
+    /// # Errors
+    /// See [`ControlVectorError`]: each variant says what was wrong.
     pub fn load<P: AsRef<Path>>(files: &[(P, f32)]) -> Result<Self, ControlVectorError> {
         let loaded = files
             .iter()
@@ -62,6 +65,9 @@ impl ControlVector {
     }
 
     /// Sums already validated files with their scales, in order.
+    ///
+    /// # Errors
+    /// See [`ControlVectorError`]: each variant says what was wrong.
     pub fn from_files(files: &[(AxisFile, f32)]) -> Result<Self, ControlVectorError> {
         let (first, _) = files.first().ok_or(ControlVectorError::NoFiles)?;
         let n_embd = first.n_embd();

@@ -119,6 +119,9 @@ impl<'s> Evaluator<'s> {
     }
 
     /// Scores `response` to `prompt`.
+    ///
+    /// # Errors
+    /// See [`crate::Error`]: each variant says what was wrong.
     pub fn evaluate(&mut self, prompt: &str, response: &str) -> Result<Evaluation, crate::Error> {
         let rubric = &self.params.rubric;
         let messages = [

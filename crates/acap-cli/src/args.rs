@@ -216,6 +216,9 @@ pub struct CliArgs {
 
 impl CliArgs {
     /// Parses a command line (with the program name first).
+    ///
+    /// # Errors
+    /// See [`clap::Error`]: each variant says what was wrong.
     pub fn parse_from_args(args: impl IntoIterator<Item = String>) -> Result<Self, clap::Error> {
         Self::try_parse_from(normalize(args))
     }

@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 pub const PROMPT_CHARS: std::ops::RangeInclusive<usize> = 20..=2000;
 
 /// `TEXT`, or the contents of `FILE` for `@FILE`.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn text_or_file(flag: &str, arg: &str) -> Result<String, String> {
     match arg.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{flag} @{path}: {e}")),
@@ -53,6 +56,9 @@ fn splitmix(state: &mut u64) -> u64 {
 /// Reads a prompt set: plain text (one prompt per line), JSONL with a `prompt` field, or chat
 /// JSONL (the first user turn). Keeps prompts of 20..=2000 characters; with `sample` keeps that
 /// many, chosen with `seed` (a partial Fisher-Yates shuffle, order kept).
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn load_prompts(path: &Path, sample: Option<usize>, seed: u64) -> Result<Vec<String>, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("--prompts {}: {e}", path.display()))?;
@@ -178,6 +184,9 @@ fn load_model(path: &Path, ngl: i32) -> Result<Model, String> {
 }
 
 /// Runs `acap axis extract`: writes the axis file and the stats JSON, prints a summary.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn run_extract(a: ExtractArgs) -> Result<(), String> {
     let prompts = load_prompts(&a.prompts, a.sample, a.seed)?;
     let mut params = a.params;
@@ -275,6 +284,9 @@ pub struct CalibrateArgs {
 }
 
 /// Runs `acap axis calibrate`: prints old and new thresholds side by side.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn run_calibrate(a: CalibrateArgs) -> Result<(), String> {
     let axis = AxisFile::open(&a.axis).map_err(|e| e.to_string())?;
     let prompts = load_prompts(&a.prompts, a.sample, a.seed)?;
@@ -339,6 +351,9 @@ fn calibration_stats(cal: &Calibration, model: &Path, axis: &Path, p: &ExtractPa
 
 /// Projections of a prompt set's last-token states on each layer's unit axis: a table of their
 /// distribution and the share above each layer's threshold.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn projection_report(
     files: &[PathBuf],
     model: &Path,
@@ -391,6 +406,9 @@ pub fn projection_report(
 
 /// Cosine similarity of the summed axes of neighbouring layers (and the full matrix for up to
 /// 12 layers).
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn cosine_report(files: &[PathBuf]) -> Result<String, String> {
     let axes = acap::AxisSet::open(files).map_err(|e| e.to_string())?;
     let layers: Vec<(u32, &Vec<f32>)> = axes.layers().iter().map(|(l, a)| (*l, &a.unit)).collect();
@@ -436,6 +454,9 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> String {
 }
 
 /// Reads a `.npy` array of little-endian f32/f64/f16, 1-D or 2-D, C order.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn read_npy(path: &Path) -> Result<Matrix, String> {
     let bytes = std::fs::read(path).map_err(|e| bad(path, e))?;
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
@@ -527,6 +548,9 @@ fn decode(path: &Path, dtype: &str, data: &[u8], n: usize) -> Result<Vec<f32>, S
 }
 
 /// Reads the tensors of a `.safetensors` file: name -> matrix.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Matrix>, String> {
     let bytes = std::fs::read(path).map_err(|e| bad(path, e))?;
     let hlen = bytes
@@ -602,6 +626,9 @@ fn trailing_layer(name: &str) -> Option<u32> {
 
 /// Per-layer vectors from the inputs: a 2-D matrix (row L = layer L) or 1-D vectors whose
 /// file or tensor names end with the layer number.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn vectors_from(inputs: &[PathBuf]) -> Result<BTreeMap<u32, Vec<f32>>, String> {
     let mut out: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
     let mut add = |path: &Path, name: &str, m: Matrix| -> Result<(), String> {
@@ -671,6 +698,9 @@ pub fn vectors_from(inputs: &[PathBuf]) -> Result<BTreeMap<u32, Vec<f32>>, Strin
 
 /// Thresholds from a stats JSON: `recalibration_v2.new_thresholds` when present, otherwise
 /// `thresholds.L.tau`.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn thresholds_from_stats(path: &Path) -> Result<BTreeMap<u32, f32>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| bad(path, e))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| bad(path, format!("not JSON: {e}")))?;
@@ -704,6 +734,9 @@ pub fn thresholds_from_stats(path: &Path) -> Result<BTreeMap<u32, f32>, String> 
 }
 
 /// Runs `acap axis convert`.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn run_convert(
     inputs: &[PathBuf],
     stats: Option<&Path>,

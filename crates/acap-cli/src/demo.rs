@@ -12,6 +12,9 @@ use acap::{
 const LAYERS: std::ops::RangeInclusive<u32> = 3..=6;
 
 /// Runs the demo, printing to stdout (text) and stderr (progress).
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn run(prompt: &str, n_predict: usize) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     eprintln!(

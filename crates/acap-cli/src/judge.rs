@@ -225,6 +225,9 @@ fn summary_text(s: &Value) -> String {
 }
 
 /// Runs `acap judge`.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn run(o: &JudgeOptions) -> Result<(), String> {
     let mut rubric = match o.dimensions {
         5 => Rubric::five_dimensions(),

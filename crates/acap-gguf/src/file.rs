@@ -103,6 +103,9 @@ impl GgufFile {
     /// Only the header region is read; tensor data pages are touched when asked for. The file
     /// must not be modified while the returned value is alive (the same contract as llama.cpp's
     /// own memory-mapped loading).
+    ///
+    /// # Errors
+    /// See [`ReadError`]: each variant says what was wrong.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ReadError> {
         let path = path.as_ref();
         let io_err = |source| ReadError::Io {
@@ -127,6 +130,9 @@ impl GgufFile {
     }
 
     /// Parses a GGUF file held in memory.
+    ///
+    /// # Errors
+    /// See [`ParseError`]: each variant says what was wrong.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, ParseError> {
         Self::from_backing(Backing::Owned(bytes), None)
     }
@@ -184,6 +190,9 @@ impl GgufFile {
     }
 
     /// The value of `key`, or [`MetadataError::Missing`].
+    ///
+    /// # Errors
+    /// See [`MetadataError`]: each variant says what was wrong.
     pub fn require(&self, key: &str) -> Result<&Value, MetadataError> {
         self.get(key).ok_or_else(|| MetadataError::Missing {
             key: key.to_owned(),
@@ -201,21 +210,33 @@ impl GgufFile {
     }
 
     /// The string value of `key`.
+    ///
+    /// # Errors
+    /// See [`MetadataError`]: each variant says what was wrong.
     pub fn get_str(&self, key: &str) -> Result<&str, MetadataError> {
         self.typed(key, "STRING", Value::as_str)
     }
 
     /// The array value of `key`, of any element type.
+    ///
+    /// # Errors
+    /// See [`MetadataError`]: each variant says what was wrong.
     pub fn get_array(&self, key: &str) -> Result<&Array, MetadataError> {
         self.typed(key, "ARRAY", Value::as_array)
     }
 
     /// The string array value of `key`.
+    ///
+    /// # Errors
+    /// See [`MetadataError`]: each variant says what was wrong.
     pub fn get_str_array(&self, key: &str) -> Result<&[String], MetadataError> {
         self.typed(key, "ARRAY[STRING]", |v| v.as_array()?.as_strings())
     }
 
     /// Any non-negative integer value of `key`, widened to `u64`.
+    ///
+    /// # Errors
+    /// See [`MetadataError`]: each variant says what was wrong.
     pub fn get_uint(&self, key: &str) -> Result<u64, MetadataError> {
         self.typed(key, "an unsigned integer", Value::to_u64_lossless)
     }
@@ -226,6 +247,9 @@ impl GgufFile {
     }
 
     /// The tensor named `name`.
+    ///
+    /// # Errors
+    /// See [`TensorError`]: each variant says what was wrong.
     pub fn tensor(&self, name: &str) -> Result<TensorView<'_>, TensorError> {
         let &i = self
             .tensor_index
@@ -254,11 +278,17 @@ macro_rules! typed_getters {
     ($($get:ident, $get_arr:ident, $as:ident, $as_slice:ident, $t:ty, $name:literal;)*) => {
         impl GgufFile {
             $(
+                ///
+                /// # Errors
+                /// See [`MetadataError`]: each variant says what was wrong.
                 #[doc = concat!("The `", $name, "` value of `key`.")]
                 pub fn $get(&self, key: &str) -> Result<$t, MetadataError> {
                     self.typed(key, $name, Value::$as)
                 }
 
+                ///
+                /// # Errors
+                /// See [`MetadataError`]: each variant says what was wrong.
                 #[doc = concat!("The `ARRAY[", $name, "]` value of `key`.")]
                 pub fn $get_arr(&self, key: &str) -> Result<&[$t], MetadataError> {
                     self.typed(key, concat!("ARRAY[", $name, "]"), |v| v.as_array()?.$as_slice())
@@ -315,6 +345,9 @@ impl<'a> TensorView<'a> {
     }
 
     /// Converts F32, F16 or BF16 data to `f32` values.
+    ///
+    /// # Errors
+    /// See [`TensorError`]: each variant says what was wrong.
     pub fn to_f32_vec(&self) -> Result<Vec<f32>, TensorError> {
         let d = self.data;
         Ok(match self.info.ty {

@@ -47,6 +47,9 @@ impl GgufWriter {
     }
 
     /// A writer that reproduces `file`: the same metadata and tensors (data copied).
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn from_file(file: &GgufFile) -> Result<Self, WriteError> {
         let mut w = Self::new();
         for (k, v) in file.metadata() {
@@ -61,6 +64,9 @@ impl GgufWriter {
 
     /// Adds a metadata entry. `general.alignment` must be a UINT32 power of two; it sets the
     /// alignment the file is written with.
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn set(
         &mut self,
         key: impl Into<String>,
@@ -89,12 +95,18 @@ impl GgufWriter {
     }
 
     /// Adds an F32 tensor. `dims` are innermost first, as in GGUF.
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn add_f32(&mut self, name: &str, dims: &[u64], data: &[f32]) -> Result<(), WriteError> {
         let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.add_raw(name, dims, GgmlType::F32, bytes)
     }
 
     /// Adds an F16 tensor, converting `data` with round-to-nearest-even.
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn add_f16(&mut self, name: &str, dims: &[u64], data: &[f32]) -> Result<(), WriteError> {
         let bytes = data
             .iter()
@@ -104,6 +116,9 @@ impl GgufWriter {
     }
 
     /// Adds an F16 tensor from raw binary16 bits (no conversion).
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn add_f16_bits(
         &mut self,
         name: &str,
@@ -115,6 +130,9 @@ impl GgufWriter {
     }
 
     /// Adds a BF16 tensor, converting `data` as ggml does.
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn add_bf16(&mut self, name: &str, dims: &[u64], data: &[f32]) -> Result<(), WriteError> {
         let bytes = data
             .iter()
@@ -125,6 +143,9 @@ impl GgufWriter {
 
     /// Adds a tensor of any ggml type from its raw bytes, which must be exactly the size the
     /// shape needs (rows are whole blocks).
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn add_raw(
         &mut self,
         name: &str,
@@ -146,6 +167,9 @@ impl GgufWriter {
 
     /// Adds a tensor whose bytes are produced while the file is written. `write` must write
     /// exactly the shape's byte size; otherwise writing fails with [`WriteError::DataSize`].
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn add_deferred(
         &mut self,
         name: &str,
@@ -194,6 +218,9 @@ impl GgufWriter {
     }
 
     /// Writes the file to `out` and returns the number of bytes written.
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn write_to(self, out: impl Write) -> Result<u64, WriteError> {
         let io_err = |source| WriteError::Io { path: None, source };
         let alignment = self.alignment();
@@ -245,6 +272,9 @@ impl GgufWriter {
     }
 
     /// Writes the file into memory.
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn into_bytes(self) -> Result<Vec<u8>, WriteError> {
         let mut out = Vec::new();
         self.write_to(&mut out)?;
@@ -253,6 +283,9 @@ impl GgufWriter {
 
     /// Writes the file to `path` atomically: into a temporary file beside it, renamed into place
     /// only when complete, so a failed write never leaves a half-written file under `path`.
+    ///
+    /// # Errors
+    /// See [`WriteError`]: each variant says what was wrong.
     pub fn write_file(self, path: impl AsRef<Path>) -> Result<u64, WriteError> {
         let path = path.as_ref();
         let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());

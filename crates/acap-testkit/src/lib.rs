@@ -63,6 +63,9 @@ pub fn cache_dir() -> PathBuf {
 static GENERATING: Mutex<()> = Mutex::new(());
 
 /// The path of `spec` as F16 (`None`) or quantised, generating it if missing.
+///
+/// # Errors
+/// See [`TestkitError`]: each variant says what was wrong.
 pub fn model_path(spec: &ModelSpec, quant: Option<QuantType>) -> Result<PathBuf, TestkitError> {
     let dir = cache_dir();
     let io = |path: &PathBuf| {

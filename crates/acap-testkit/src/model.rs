@@ -169,6 +169,9 @@ enum Fill {
 }
 
 /// Writes the model with F16 matrices and F32 norms (the source for quantisation).
+///
+/// # Errors
+/// See [`WriteError`]: each variant says what was wrong.
 pub fn write_model(spec: &ModelSpec, path: &Path) -> Result<(), WriteError> {
     let vocab = vocab::build(spec.n_merges);
     let mut tokens = vocab.tokens;

@@ -386,6 +386,9 @@ pub struct Report {
 }
 
 /// Runs the benchmark.
+///
+/// # Errors
+/// A one-line message naming the file, flag or value at fault.
 pub fn run(opts: BenchOptions) -> Result<Report, String> {
     if opts.reps == 0 {
         return Err("-r must be at least 1".into());
