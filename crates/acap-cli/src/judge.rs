@@ -15,37 +15,56 @@ use serde_json::{Value, json};
 pub const INVARIANCE_THRESHOLD: f64 = 1.0;
 
 /// What to judge and how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct JudgeOptions {
     /// The model.
+    #[arg(short = 'm', long = "model")]
     pub model: PathBuf,
-    /// One pair: the user prompt.
+    /// The user prompt of a single pair.
+    #[arg(long)]
     pub prompt: Option<String>,
-    /// One pair: the AI response.
+    /// The AI response of a single pair.
+    #[arg(long)]
     pub response: Option<String>,
-    /// A JSONL batch.
+    /// A JSONL batch: prompt, response, optional id, group (paraphrases), pair + preferred.
+    #[arg(long)]
     pub jsonl: Option<PathBuf>,
-    /// Where batch results go (default stdout).
+    /// Where the batch's JSONL results go (default stdout).
+    #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
-    /// Print the single evaluation as JSON.
+    /// Print the single evaluation as one JSON object.
+    #[arg(long)]
     pub json: bool,
-    /// 5 or 6 dimensions.
+    /// Rubric: 5 (v8 model card) or 6 dimensions.
+    #[arg(long, default_value_t = 6)]
     pub dimensions: u8,
-    /// The exact system prompt the model was trained with (text, or `@FILE`).
+    /// The system prompt the model was trained with: TEXT or @FILE.
+    #[arg(long)]
     pub rubric_system: Option<String>,
-    /// Seed (default: random).
+    /// Seed (default random).
+    #[arg(short = 's', long)]
     pub seed: Option<u32>,
-    /// Temperature (default 0.3).
+    /// Temperature.
+    #[arg(long = "temp", default_value_t = 0.3)]
     pub temperature: f32,
-    /// Threads (0: all).
+    /// Threads (0: all cores).
+    #[arg(short = 't', long, default_value_t = 0)]
     pub threads: u32,
     /// Context size.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
     pub n_ctx: u32,
-    /// GPU layers.
+    /// Layers to offload to the GPU (-ngl).
+    #[arg(
+        long = "n-gpu-layers",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub n_gpu_layers: i32,
-    /// Malformed JSONL lines are fatal instead of skipped.
+    /// Stop at the first malformed JSONL line instead of skipping it.
+    #[arg(long)]
     pub strict: bool,
-    /// Chat template name or text.
+    /// Chat template name or text (default: the model's).
+    #[arg(long)]
     pub chat_template: Option<String>,
 }
 

@@ -62,60 +62,7 @@ enum Command {
     Bench(BenchArgs),
     /// The reward evaluator: scores an AI response (1-10 per dimension and overall), one pair
     /// or a JSONL batch with summary metrics. Always uncapped.
-    Judge(JudgeArgs),
-}
-
-#[derive(clap::Args)]
-struct JudgeArgs {
-    /// The model.
-    #[arg(short = 'm', long = "model")]
-    model: std::path::PathBuf,
-    /// The user prompt of a single pair.
-    #[arg(long)]
-    prompt: Option<String>,
-    /// The AI response of a single pair.
-    #[arg(long)]
-    response: Option<String>,
-    /// Print the single evaluation as one JSON object.
-    #[arg(long)]
-    json: bool,
-    /// A JSONL batch: prompt, response, optional id, group (paraphrases), pair + preferred.
-    #[arg(long)]
-    jsonl: Option<std::path::PathBuf>,
-    /// Where the batch's JSONL results go (default stdout).
-    #[arg(short = 'o', long = "output")]
-    output: Option<std::path::PathBuf>,
-    /// Rubric: 5 (v8 model card) or 6 dimensions.
-    #[arg(long, default_value_t = 6)]
-    dimensions: u8,
-    /// The system prompt the model was trained with: TEXT or @FILE.
-    #[arg(long)]
-    rubric_system: Option<String>,
-    /// Seed (default random).
-    #[arg(short = 's', long)]
-    seed: Option<u32>,
-    /// Temperature.
-    #[arg(long, default_value_t = 0.3)]
-    temp: f32,
-    /// Threads (0: all cores).
-    #[arg(short = 't', long, default_value_t = 0)]
-    threads: u32,
-    /// Context size.
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
-    ctx_size: u32,
-    /// Layers to offload to the GPU (-ngl).
-    #[arg(
-        long = "n-gpu-layers",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    n_gpu_layers: i32,
-    /// Stop at the first malformed JSONL line instead of skipping it.
-    #[arg(long)]
-    strict: bool,
-    /// Chat template name or text (default: the model's).
-    #[arg(long)]
-    chat_template: Option<String>,
+    Judge(acap_cli::judge::JudgeOptions),
 }
 
 #[derive(clap::Args)]
@@ -185,40 +132,9 @@ enum AxisCommand {
     },
     /// Makes an axis on the deployed model: mean(generic) - mean(persona) of the last prompt
     /// token's block outputs, thresholds at a percentile of the persona projections.
-    Extract {
-        #[command(flatten)]
-        common: AxisRunArgs,
-        /// A generic system prompt (TEXT or @FILE; "" for none); repeatable. Default: none.
-        #[arg(long = "generic-system")]
-        generic_system: Vec<String>,
-        /// Stats JSON (spec section 9 fields).
-        #[arg(long)]
-        stats: Option<std::path::PathBuf>,
-        /// The output axis file.
-        #[arg(short = 'o', long = "output")]
-        output: std::path::PathBuf,
-    },
+    Extract(acap_cli::axis_tools::ExtractArgs),
     /// Recomputes an axis's thresholds on a (e.g. quantised) model; prints old and new.
-    Calibrate {
-        #[command(flatten)]
-        common: AxisRunArgs,
-        /// The axis to recalibrate.
-        #[arg(long)]
-        axis: std::path::PathBuf,
-        /// `mean - k*std` instead of a percentile.
-        #[arg(
-            long = "mean-k",
-            conflicts_with = "percentile",
-            allow_negative_numbers = true
-        )]
-        mean_k: Option<f32>,
-        /// Stats JSON (with recalibration_v2.old/new_thresholds).
-        #[arg(long)]
-        stats: Option<std::path::PathBuf>,
-        /// The output axis file.
-        #[arg(short = 'o', long = "output")]
-        output: std::path::PathBuf,
-    },
+    Calibrate(acap_cli::axis_tools::CalibrateArgs),
     /// Converts vectors from .npy ([n_layers, n_embd] or one vector per file, layer number at
     /// the end of the name) or .safetensors into an axis GGUF. PyTorch pickles are refused.
     Convert {
@@ -238,75 +154,6 @@ enum AxisCommand {
         #[arg(short = 'o', long = "output")]
         output: std::path::PathBuf,
     },
-}
-
-/// What extraction and calibration share.
-#[derive(clap::Args)]
-struct AxisRunArgs {
-    /// The model (the deployed GGUF).
-    #[arg(short = 'm', long = "model")]
-    model: std::path::PathBuf,
-    /// Prompts: plain text (one per line), JSONL with "prompt", or chat JSONL.
-    #[arg(long)]
-    prompts: std::path::PathBuf,
-    /// Keep this many prompts (chosen with --seed).
-    #[arg(long)]
-    sample: Option<usize>,
-    /// Seed of --sample.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// The persona system prompt (TEXT or @FILE).
-    #[arg(long = "persona-system")]
-    persona_system: String,
-    /// Prompt tokens kept.
-    #[arg(long = "max-tokens", default_value_t = 512)]
-    max_tokens: usize,
-    /// Capping layers A B (inclusive).
-    #[arg(long = "cap-layers", num_args = 2, value_names = ["A", "B"])]
-    cap_layers: Option<Vec<i64>>,
-    /// Threshold percentile of the persona projections.
-    #[arg(long, default_value_t = 25.0)]
-    percentile: f32,
-    /// Sequences decoded together.
-    #[arg(long = "batch", default_value_t = 8)]
-    batch: u32,
-    /// Threads (0: all cores).
-    #[arg(short = 't', long, default_value_t = 0)]
-    threads: u32,
-    /// Layers to offload to the GPU (-ngl).
-    #[arg(
-        long = "n-gpu-layers",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    n_gpu_layers: i32,
-    /// Chat template name or text (default: the model's).
-    #[arg(long)]
-    chat_template: Option<String>,
-}
-
-impl AxisRunArgs {
-    fn params(&self, mean_k: Option<f32>) -> acap::extraction::ExtractParams {
-        let range = self
-            .cap_layers
-            .as_ref()
-            .map_or_else(acap::LayerRange::default, |v| {
-                // Repeated flags: the last pair wins, as in llama-cli.
-                acap::LayerRange::new(v[v.len() - 2], v[v.len() - 1])
-            });
-        acap::extraction::ExtractParams {
-            max_tokens: self.max_tokens,
-            cap_layers: range,
-            rule: match mean_k {
-                Some(k) => acap::extraction::ThresholdRule::MeanMinusKStd(k),
-                None => acap::extraction::ThresholdRule::Percentile(self.percentile),
-            },
-            batch_sequences: self.batch,
-            threads: self.threads,
-            template: self.chat_template.clone(),
-            ..acap::extraction::ExtractParams::default()
-        }
-    }
 }
 
 #[derive(Subcommand)]
@@ -357,46 +204,11 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Axis {
-            command:
-                AxisCommand::Extract {
-                    common,
-                    generic_system,
-                    stats,
-                    output,
-                },
-        } => acap_cli::axis_tools::run_extract(acap_cli::axis_tools::ExtractArgs {
-            params: common.params(None),
-            model: common.model,
-            prompts: common.prompts,
-            sample: common.sample,
-            seed: common.seed,
-            persona_system: common.persona_system,
-            generic_system,
-            output,
-            stats,
-            n_gpu_layers: common.n_gpu_layers,
-        }),
+            command: AxisCommand::Extract(a),
+        } => acap_cli::axis_tools::run_extract(a),
         Command::Axis {
-            command:
-                AxisCommand::Calibrate {
-                    common,
-                    axis,
-                    mean_k,
-                    stats,
-                    output,
-                },
-        } => acap_cli::axis_tools::run_calibrate(acap_cli::axis_tools::CalibrateArgs {
-            params: common.params(mean_k),
-            model: common.model,
-            axis,
-            prompts: common.prompts,
-            sample: common.sample,
-            seed: common.seed,
-            persona_system: common.persona_system,
-            output,
-            stats,
-            n_gpu_layers: common.n_gpu_layers,
-        }),
+            command: AxisCommand::Calibrate(a),
+        } => acap_cli::axis_tools::run_calibrate(a),
         Command::Axis {
             command:
                 AxisCommand::Convert {
@@ -423,23 +235,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Bench(args) => bench(args),
-        Command::Judge(a) => acap_cli::judge::run(&acap_cli::judge::JudgeOptions {
-            model: a.model,
-            prompt: a.prompt,
-            response: a.response,
-            jsonl: a.jsonl,
-            output: a.output,
-            json: a.json,
-            dimensions: a.dimensions,
-            rubric_system: a.rubric_system,
-            seed: a.seed,
-            temperature: a.temp,
-            threads: a.threads,
-            n_ctx: a.ctx_size,
-            n_gpu_layers: a.n_gpu_layers,
-            strict: a.strict,
-            chat_template: a.chat_template,
-        }),
+        Command::Judge(a) => acap_cli::judge::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
