@@ -9,6 +9,7 @@ use std::env;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=Cargo.lock");
+    println!("cargo:rerun-if-env-changed=DEP_LLAMA_GGML_CMAKE_DIR");
 
     let backends: Vec<&str> = ["cuda", "vulkan", "metal", "openmp"]
         .into_iter()
@@ -25,4 +26,34 @@ fn main() {
         .map(|v| v.trim_end_matches('"').to_owned())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=ACAP_LLAMA_CPP_SYS_VERSION={sys_version}");
+
+    // How llama.cpp was configured, from the CMake cache of the sys crate's build (its
+    // `links = "llama"` metadata names the install's cmake folder, OUT_DIR/lib/cmake).
+    let cache = env::var_os("DEP_LLAMA_GGML_CMAKE_DIR")
+        .map(std::path::PathBuf::from)
+        .and_then(|d| Some(d.parent()?.parent()?.join("build/CMakeCache.txt")))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let value = |key: &str| {
+        cache
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(key)?
+                    .split_once('=')
+                    .map(|(_, v)| v.to_owned())
+            })
+            .unwrap_or_else(|| "unknown".into())
+    };
+    println!(
+        "cargo:rustc-env=ACAP_LLAMA_BUILD_TYPE={}",
+        value("CMAKE_BUILD_TYPE:")
+    );
+    println!(
+        "cargo:rustc-env=ACAP_LLAMA_OPENMP={}",
+        value("GGML_OPENMP_ENABLED:")
+    );
+    println!(
+        "cargo:rustc-env=ACAP_LLAMA_NATIVE={}",
+        value("GGML_NATIVE:")
+    );
 }

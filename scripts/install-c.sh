@@ -35,7 +35,12 @@ done
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)"
 # What a static link needs besides libacap.a (rustc --print native-static-libs, Linux).
 native_libs="-lstdc++ -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
-case ",$features," in *,openmp,*) native_libs="-lgomp $native_libs" ;; esac
+# OpenMP (acap's default feature): ggml's objects then call libgomp. Asked of the archive
+# itself, so it holds for any feature set.
+symbols="$(nm "$from/libacap.a" 2>/dev/null || true)"
+if grep -q ' U GOMP_' <<<"$symbols"; then
+  native_libs="-lgomp $native_libs"
+fi
 
 mkdir -p "$prefix/include" "$prefix/lib/pkgconfig"
 install -m 644 "$root/include/acap.h" "$prefix/include/acap.h"

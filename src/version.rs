@@ -15,6 +15,12 @@ pub struct Version {
     pub llama_cpp_sys: &'static str,
     /// Compiled-in backends besides the CPU (`cuda`, `vulkan`, `metal`, `openmp`).
     pub backends: Vec<&'static str>,
+    /// llama.cpp's CMake build type (`Release` for -O3; `RelWithDebInfo` is -O2).
+    pub llama_build_type: &'static str,
+    /// Whether ggml was built with OpenMP (`ON`/`OFF`).
+    pub llama_openmp: &'static str,
+    /// Whether ggml was built for this machine's CPU (`GGML_NATIVE`, `ON`/`OFF`).
+    pub llama_native: &'static str,
 }
 
 impl std::fmt::Display for Version {
@@ -27,7 +33,11 @@ impl std::fmt::Display for Version {
         for b in &self.backends {
             write!(f, ", {b}")?;
         }
-        f.write_str(")")
+        write!(
+            f,
+            "; llama.cpp build {}, OpenMP {}, native CPU {})",
+            self.llama_build_type, self.llama_openmp, self.llama_native
+        )
     }
 }
 
@@ -43,5 +53,8 @@ pub fn version() -> Version {
             .split(',')
             .filter(|b| !b.is_empty())
             .collect(),
+        llama_build_type: env!("ACAP_LLAMA_BUILD_TYPE"),
+        llama_openmp: env!("ACAP_LLAMA_OPENMP"),
+        llama_native: env!("ACAP_LLAMA_NATIVE"),
     }
 }

@@ -260,3 +260,15 @@ fn version_names_llama_cpp() {
     assert!(!v.llama_cpp.is_empty());
     assert!(v.to_string().contains("llama.cpp"));
 }
+
+/// The project's own builds get llama.cpp at full optimisation and with OpenMP (issue: CPU
+/// speed), whatever the Rust profile's debug info.
+#[test]
+fn llama_cpp_is_built_for_speed() {
+    let v = acap::version();
+    assert_eq!(v.llama_build_type, "Release", "{v}");
+    if cfg!(feature = "openmp") {
+        assert_eq!(v.llama_openmp, "ON", "{v}");
+    }
+    assert!(v.to_string().contains("llama.cpp build Release"), "{v}");
+}
