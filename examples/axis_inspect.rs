@@ -55,5 +55,10 @@ fn run(args: Vec<String>) -> Result<String, String> {
         .map(AxisFile::open)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    acap::axis::report(files, cli_threshold).map_err(|e| e.to_string())
+    let no_thresholds = cli_threshold.is_none() && files[0].thresholds().is_empty();
+    let mut out = acap::axis::report(files, cli_threshold).map_err(|e| e.to_string())?;
+    if no_thresholds {
+        out += "note: run it with --acap-threshold T (tau = -T); pass --acap-threshold here to preview the taus\n";
+    }
+    Ok(out)
 }

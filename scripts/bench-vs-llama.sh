@@ -13,6 +13,7 @@
 #
 #   MODEL: acap/llama.cpp pp512 RATIO tg128 RATIO   (uncapped)
 #   MODEL: acap capped/llama.cpp pp512 RATIO tg128 RATIO
+#   MODEL: acap capped/uncapped pp512 RATIO tg128 RATIO   (within each acap bench run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,6 +68,8 @@ for m in "${models[@]}"; do
 import json, sys, statistics
 out, reps, name, n_prompt, n_gen = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 ratios = {("uncapped", "pp"): [], ("uncapped", "tg"): [], ("capped", "pp"): [], ("capped", "tg"): []}
+# acap's own capped/uncapped, pair by pair inside each acap bench run.
+own = {"pp": [], "tg": []}
 rss = []
 for r in range(reps):
     ref = json.load(open(f"{out}/ref.{r}.json"))
@@ -77,9 +80,12 @@ for r in range(reps):
         base = ref[kind][0]
         for c in ("uncapped", "capped"):
             ratios[(c, kind)].append(t[c]["median"] / base)
+        own[kind].append(t["ratio"]["median"])
 med = {k: statistics.median(v) if v else float("nan") for k, v in ratios.items()}
 print(f"{name}: acap/llama.cpp pp{n_prompt} {med[('uncapped','pp')]:.3f} tg{n_gen} {med[('uncapped','tg')]:.3f}")
 print(f"{name}: acap capped/llama.cpp pp{n_prompt} {med[('capped','pp')]:.3f} tg{n_gen} {med[('capped','tg')]:.3f}")
+o = {k: statistics.median(v) if v else float("nan") for k, v in own.items()}
+print(f"{name}: acap capped/uncapped pp{n_prompt} {o['pp']:.3f} tg{n_gen} {o['tg']:.3f}")
 a, b = statistics.median(x for x, _ in rss), statistics.median(y for _, y in rss)
 if a and b:
     # acap bench holds three contexts (uncapped, no-op, capped) where the reference holds one.

@@ -63,6 +63,43 @@ impl Evaluation {
             .and_then(|(_, s)| *s)
     }
 
+    /// Signs that the model filled in the answer format instead of judging: a score line
+    /// whose reason is empty or the format's own placeholder (`N/10 - reason`), red flags that
+    /// are the placeholder `text`. One description per problem; empty for a real answer.
+    pub fn degenerate(&self) -> Vec<String> {
+        let placeholder = |s: &str| {
+            let t = s.trim().trim_end_matches('.').to_ascii_lowercase();
+            t.is_empty() || t == "reason" || t == "text" || t == "n/10 - reason"
+        };
+        let mut out = Vec::new();
+        for line in self.raw.lines() {
+            let Some((label, rest)) = line.split_once(':') else {
+                continue;
+            };
+            let label = label.trim();
+            if label.eq_ignore_ascii_case("red flags") {
+                if placeholder(rest) {
+                    out.push(format!(
+                        "red flags: '{}' is empty or the format's placeholder",
+                        rest.trim()
+                    ));
+                }
+                continue;
+            }
+            if !rest.contains("/10") {
+                continue;
+            }
+            let reason = rest.split_once(" - ").map_or("", |(_, r)| r);
+            if placeholder(reason) {
+                out.push(format!(
+                    "{label}: the reason '{}' is empty or the format's placeholder",
+                    reason.trim()
+                ));
+            }
+        }
+        out
+    }
+
     /// Whether every dimension and the overall score parsed.
     pub fn is_complete(&self) -> bool {
         self.overall.is_some() && self.scores.iter().all(|(_, s)| s.is_some())

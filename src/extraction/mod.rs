@@ -295,26 +295,49 @@ pub fn extract(
             .map(Option::as_deref)
             .collect()
     };
-    // Sequence order: for each prompt, persona then each generic.
+    // Each condition is decoded on its own (persona first, then each generic), packed into
+    // batches exactly as `calibrate` packs the persona prompts: a batch's shape changes
+    // llama.cpp's kernels slightly, so the same batches are what make `calibrate` on the same
+    // model and prompts give back these thresholds exactly.
     let per_prompt = 1 + generics.len();
-    let mut seqs = Vec::with_capacity(prompts.len() * per_prompt);
-    for prompt in prompts {
-        seqs.push(render(model, prompt, Some(&params.persona_system), params)?);
-        for g in &generics {
-            seqs.push(render(model, prompt, *g, params)?);
-        }
-    }
-    let longest = seqs.iter().map(Vec::len).max().unwrap_or(1);
+    let conditions: Vec<Option<&str>> = std::iter::once(Some(params.persona_system.as_str()))
+        .chain(generics.iter().copied())
+        .collect();
+    let rendered = conditions
+        .iter()
+        .map(|c| {
+            prompts
+                .iter()
+                .map(|p| render(model, p, *c, params))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let longest = rendered.iter().flatten().map(Vec::len).max().unwrap_or(1);
     let mut session = state_session(model, params, longest)?;
     let n_layer = model.n_layer();
-    let states = last_token_states(
-        &mut session,
-        n_layer,
-        &seqs,
-        params.batch_sequences.max(1) as usize,
-        (params.batch_tokens as usize).max(longest),
-        &mut progress,
-    )?;
+    let total = prompts.len() * per_prompt;
+    let mut by_condition = Vec::with_capacity(per_prompt);
+    for (i, seqs) in rendered.iter().enumerate() {
+        let done = i * prompts.len();
+        by_condition.push(
+            last_token_states(
+                &mut session,
+                n_layer,
+                seqs,
+                params.batch_sequences.max(1) as usize,
+                (params.batch_tokens as usize).max(longest),
+                &mut |d, _| progress(done + d, total),
+            )?
+            .into_iter(),
+        );
+    }
+    // Back to one chunk per prompt: persona, then each generic.
+    let mut states = Vec::with_capacity(total);
+    for _ in prompts {
+        for c in by_condition.iter_mut() {
+            states.extend(c.next());
+        }
+    }
     let n_embd = model.n_embd() as usize;
     let mut axes = BTreeMap::new();
     let mut norms = BTreeMap::new();

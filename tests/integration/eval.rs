@@ -31,6 +31,26 @@ fn parses_the_exact_grammar_format() {
 }
 
 #[test]
+fn answers_that_copy_the_format_are_flagged() {
+    assert!(parse_evaluation(EXACT, &six()).degenerate().is_empty());
+    let copied = EXACT
+        .replace("names the worry", "reason")
+        .replace("concrete steps", "")
+        .replace("Red flags: none", "Red flags: text");
+    let problems = parse_evaluation(&copied, &six()).degenerate();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems[0].starts_with("Acknowledgment: the reason 'reason'"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("Helpfulness: the reason ''"),
+        "{problems:?}"
+    );
+    assert!(problems[2].starts_with("red flags: 'text'"), "{problems:?}");
+}
+
+#[test]
 fn decimals_case_and_spacing_are_tolerated() {
     let text = "evaluation\nACKNOWLEDGMENT : 7.5 / 10 - ok\nhelpfulness:6/10\n\
                 **Authenticity**: 8.25/10\nBoundaries: 9 /10\n\

@@ -100,19 +100,39 @@ fn axis_inspect_fails_with_one_line() {
         err.starts_with("error: axis file") && err.contains("bad.gguf"),
         "{err}"
     );
+}
 
+/// A valid axis file without per-layer thresholds is shown (directions and norms), with what
+/// running it needs; a global threshold previews the taus.
+#[test]
+fn axis_inspect_shows_a_file_without_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
     let no_tau = dir.path().join("no_tau.gguf");
     AxisWriter::new()
-        .with_direction(3, vec![1.0])
+        .with_direction(3, vec![3.0, 4.0])
         .write_file(&no_tau)
         .unwrap();
-    let (ok, _, err) = run(example("axis_inspect").arg(&no_tau));
-    assert!(!ok);
+    let (ok, out, err) = run(example("axis_inspect").arg(&no_tau));
+    assert!(ok, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("3 "))
+        .unwrap_or_default();
+    assert!(row.contains("5.0000") && row.contains("none"), "{out}");
     assert!(
-        err.contains("no threshold to cap with") && err.contains("no_tau.gguf"),
-        "{err}"
+        out.contains("no thresholds: ") && out.contains("no_tau.gguf"),
+        "{out}"
     );
-    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        out.contains("note: run it with --acap-threshold T"),
+        "{out}"
+    );
+    let (ok, out, _) = run(example("axis_inspect")
+        .args(["--acap-threshold", "2"])
+        .arg(&no_tau));
+    assert!(ok);
+    assert!(out.contains("-2.0000  global threshold"), "{out}");
+    assert!(!out.contains("no thresholds"), "{out}");
 }
 
 #[test]

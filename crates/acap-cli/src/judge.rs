@@ -66,6 +66,9 @@ pub struct JudgeOptions {
     /// Chat template name or text (default: the model's).
     #[arg(long)]
     pub chat_template: Option<String>,
+    /// Also print the model's raw answer (single pair).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 /// One input line of a batch.
@@ -139,6 +142,9 @@ fn human(e: &Evaluation) -> String {
             source_name(e.flags.overall),
             e.flags.positional
         ));
+    }
+    for problem in e.degenerate() {
+        s.push_str(&format!("warning: degenerate answer: {problem}\n"));
     }
     s
 }
@@ -297,6 +303,9 @@ pub fn run(o: &JudgeOptions) -> Result<(), String> {
             crate::outln!("{}", evaluation_json(&e));
         } else {
             crate::out!("{}", human(&e));
+            if o.verbose {
+                crate::out!("--- raw answer ---\n{}\n", e.raw.trim_end());
+            }
         }
         return Ok(());
     }

@@ -157,6 +157,11 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
             model_path.display()
         ));
     }
+    if !conversation && a.system_prompt.is_some() {
+        eprintln!(
+            "warning: -sys is used in conversation mode only; completion mode (-no-cnv) ignores it"
+        );
+    }
     let mut sp = a.context.session_params(model.info().n_ctx_train)?;
     sp.capping = cap;
     let mut session = Session::new(&model, sp).map_err(|e| match e {
@@ -226,9 +231,16 @@ impl Totals {
 
 fn print_cap_stats(session: &Session) {
     eprintln!("acap stats: layer rows_seen rows_capped capped% mean_excess max_excess");
+    let last = session.model().n_layer().saturating_sub(1);
     for (layer, s) in session.cap_stats() {
+        // llama.cpp computes the last block only for the rows whose logits are needed.
+        let note = if layer == last {
+            "  (last block: only output rows, one per decode)"
+        } else {
+            ""
+        };
         eprintln!(
-            "acap stats: {layer:>5} {:>9} {:>11} {:>6.1}% {:>11.4} {:>10.4}",
+            "acap stats: {layer:>5} {:>9} {:>11} {:>6.1}% {:>11.4} {:>10.4}{note}",
             s.rows_seen,
             s.rows_capped,
             s.capped_fraction() * 100.0,

@@ -257,7 +257,14 @@ fn each_capping_flag_changes_behaviour_as_specified() {
 #[test]
 fn acap_stats_are_printed_on_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let ax = axis(dir.path(), "a.gguf", &[3, 5], &[(3, -1e6), (5, 1e6)], 256);
+    // Block 7 is the tiny model's last: llama.cpp computes it for the output rows only.
+    let ax = axis(
+        dir.path(),
+        "a.gguf",
+        &[3, 5, 7],
+        &[(3, -1e6), (5, 1e6), (7, -1e6)],
+        256,
+    );
     let r = cli(
         &[
             "-no-cnv",
@@ -268,6 +275,8 @@ fn acap_stats_are_printed_on_exit() {
             "--acap",
             &ax,
             "--acap-stats",
+            "-sys",
+            "ignored here",
         ],
         "",
     );
@@ -290,6 +299,22 @@ fn acap_stats_are_printed_on_exit() {
     assert_eq!(l3[0], l3[1], "every row capped at block 3: {}", line(3));
     assert!(l3[0] > 8);
     assert_eq!(l5[1], 0, "nothing capped at block 5: {}", line(5));
+    // The last block saw one row per decode, and says why.
+    let l7 = n_rows(&line(7));
+    assert!(l7[0] < l3[0] && l7[0] <= 9, "{}", line(7));
+    assert!(
+        line(7).contains("(last block: only output rows"),
+        "{}",
+        line(7)
+    );
+    assert!(!line(3).contains("last block"), "{}", line(3));
+    // A system prompt in completion mode is not silently dropped.
+    assert!(
+        r.err
+            .contains("warning: -sys is used in conversation mode only"),
+        "{}",
+        r.err
+    );
 }
 
 #[test]
@@ -364,6 +389,15 @@ fn acap_tool_subcommands() {
     assert!(r.ok, "{}", r.err);
     assert!(
         r.out.contains("file (acap.threshold.3)") && r.out.contains("axes fit"),
+        "{}",
+        r.out
+    );
+    // A valid file without thresholds is shown, with what running it needs.
+    let no_tau = axis(dir.path(), "n.gguf", &[3], &[], 256);
+    let r = run_with(bin, &["axis", "inspect", &no_tau], "");
+    assert!(r.ok, "{}", r.err);
+    assert!(
+        r.out.contains("no thresholds: ") && r.out.contains("note: run it with --acap-threshold T"),
         "{}",
         r.out
     );
@@ -545,6 +579,58 @@ fn bench_smoke_run_reports_every_field() {
     assert!(r.err.contains("no-such-model"), "{}", r.err);
 }
 
+/// `acap bench --acap FILE`: the capped configuration caps with the user's axis, and the
+/// report says how many rows it actually pulled back.
+#[test]
+fn bench_with_the_users_axis_reports_the_share_capped() {
+    let m = model().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let share = |thresholds: &[(u32, f32)]| {
+        let ax = axis(dir.path(), "b.gguf", &[2, 4], thresholds, 256);
+        let r = run_with(
+            env!("CARGO_BIN_EXE_acap"),
+            &[
+                "bench",
+                "-m",
+                m,
+                "-p",
+                "16",
+                "-n",
+                "4",
+                "-r",
+                "1",
+                "-t",
+                "1",
+                "-o",
+                "json",
+                "--bandwidth-mib",
+                "16",
+                "--acap",
+                &ax,
+            ],
+            "",
+        );
+        assert!(r.ok, "{}", r.err);
+        let v: serde_json::Value = serde_json::from_str(&r.out).expect("JSON on stdout");
+        let model = &v["models"][0];
+        assert_eq!(model["capped_layers"], serde_json::json!([2, 3, 4]));
+        assert_eq!(v["capped_with"], "axis files");
+        model["capped_fraction"].as_f64().unwrap()
+    };
+    assert_eq!(share(&[(2, -1e6), (4, -1e6)]), 1.0);
+    assert_eq!(share(&[(2, 1e6), (4, 1e6)]), 0.0);
+    let half = share(&[(2, -1e6), (4, 1e6)]);
+    assert!(half > 0.0 && half < 1.0, "{half}");
+    // Without thresholds in the file or on the command line: refused before any model loads.
+    let ax = axis(dir.path(), "c.gguf", &[2], &[], 256);
+    let r = run_with(
+        env!("CARGO_BIN_EXE_acap"),
+        &["bench", "-m", m, "-r", "1", "--acap", &ax],
+        "",
+    );
+    assert!(!r.ok && r.err.contains("--acap-threshold"), "{}", r.err);
+}
+
 /// `acap judge`: one pair (text and JSON), and a JSONL batch with paraphrase groups, A/B pairs
 /// and malformed lines (skipped with their line numbers, or fatal with --strict).
 #[test]
@@ -572,6 +658,26 @@ fn judge_single_pair_and_jsonl_batch() {
     ] {
         assert!(r.out.contains(d), "{}", r.out);
     }
+    assert!(!r.out.contains("--- raw answer ---"), "{}", r.out);
+    // -v adds the raw answer, exactly as the model wrote it.
+    let v = with(&[
+        "--prompt",
+        "How do I bake bread?",
+        "--response",
+        "Knead and bake.",
+        "-v",
+    ]);
+    assert!(v.ok, "{}", v.err);
+    let raw = v
+        .out
+        .split("--- raw answer ---\n")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        raw.contains("Overall: ") && raw.contains("/10"),
+        "{}",
+        v.out
+    );
     let r = with(&[
         "--prompt",
         "Hi",

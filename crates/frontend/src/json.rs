@@ -30,6 +30,7 @@ pub fn evaluation_json(e: &Evaluation) -> Value {
         "positional": e.flags.positional,
         "fallback": e.flags.is_fallback(),
         "complete": e.is_complete(),
+        "degenerate": e.degenerate(),
         "raw": e.raw,
     })
 }

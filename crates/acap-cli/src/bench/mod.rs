@@ -17,6 +17,7 @@ use acap::{
     AxisFile, AxisSet, AxisWriter, CapConfig, LayerRange, Model, ModelParams, Session,
     SessionParams, Special,
 };
+use acap_frontend::{Names, cap_error};
 use serde_json::{Value, json};
 
 /// Output format.
@@ -49,6 +50,9 @@ pub struct BenchOptions {
     pub n_ubatch: u32,
     /// Capped blocks; `None`: 7 blocks at the relative depth of 22..28 of 32.
     pub layer_range: Option<(i64, i64)>,
+    /// The user's own capping (`--acap FILE ...`): the capped configuration then caps with it
+    /// (only the rows its thresholds catch) instead of pulling every row back.
+    pub capping: Option<CapConfig>,
     /// Turn off llama.cpp's weight repacking.
     pub no_repack: bool,
     /// Bytes of the buffer the bandwidth test reads.
@@ -243,7 +247,17 @@ fn bench_model(opts: &BenchOptions, m: &ModelArg) -> Result<ModelResult, String>
     let mapped_file = machine::is_mapped(&m.path);
     let n_layer = model.n_layer();
     let n_embd = model.n_embd() as usize;
-    let blocks = capped_blocks(n_layer, opts.layer_range);
+    let blocks = match &opts.capping {
+        // The blocks the user's axis caps on this model.
+        Some(cfg) => {
+            let plan = cfg
+                .plan(&model)
+                .map_err(|e| format!("{}: {}", m.label, cap_error(&e, Names::FLAGS)))?;
+            let layers: Vec<u32> = plan.capped_layers().map(|(l, _)| l).collect();
+            layers[0]..=layers[layers.len() - 1]
+        }
+        None => capped_blocks(n_layer, opts.layer_range),
+    };
     if blocks.is_empty() {
         return Err(format!(
             "--acap-layer-range selects no block of {} ({n_layer} blocks)",
@@ -278,7 +292,10 @@ fn bench_model(opts: &BenchOptions, m: &ModelArg) -> Result<ModelResult, String>
     let mut sessions = [
         mk(base.clone().with_eval_callback(false))?,
         mk(base.clone().with_capping(cap_with(f32::MAX)?))?,
-        mk(base.clone().with_capping(cap_with(-1e30)?))?,
+        mk(base.clone().with_capping(match &opts.capping {
+            Some(cfg) => cfg.clone(),
+            None => cap_with(-1e30)?,
+        }))?,
     ];
 
     let text = "Once upon a time there was a small cat who lived in a house with a big dog. "
@@ -473,7 +490,15 @@ impl Report {
                 );
             }
         }
-        s.push_str("\nuncapped: no eval callback (plain llama.cpp); noop: callback and projections on the capped blocks, nothing pulled back; capped: every row pulled back. Ratios are medians of per-repetition ratios.\n\n");
+        let capped = if self.opts.capping.is_some() {
+            "capped: your axis and thresholds (only the rows they catch; the share is in the next table)"
+        } else {
+            "capped: every row pulled back"
+        };
+        let _ = write!(
+            s,
+            "\nuncapped: no eval callback (plain llama.cpp); noop: callback and projections on the capped blocks, nothing pulled back; {capped}. Ratios are medians of per-repetition ratios.\n\n"
+        );
         s.push_str("| model | capped blocks | rows capped | callback ns per row, noop / capped | row op alone at n_embd, dot / dot+update (ns) |\n|---|---|---:|---:|---:|\n");
         for m in &self.models {
             let _ = writeln!(
@@ -602,6 +627,7 @@ impl Report {
             "no_repack": o.no_repack,
             "memory_bandwidth_bytes_per_s": self.bandwidth,
             "backends": acap::version().backends,
+            "capped_with": if o.capping.is_some() { "axis files" } else { "synthetic axes, every row" },
             "models": models,
         })
     }

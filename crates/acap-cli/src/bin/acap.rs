@@ -99,9 +99,10 @@ struct BenchArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "md")]
     output: acap_cli::bench::Format,
-    /// Capped blocks (default: 7 blocks at the relative depth of 22..28 of 32).
-    #[arg(long = "acap-layer-range", num_args = 2, value_names = ["START", "END"], allow_negative_numbers = true)]
-    acap_layer_range: Option<Vec<i64>>,
+    /// Capping: without --acap, synthetic axes on --acap-layer-range (default: 7 blocks at the
+    /// relative depth of 22..28 of 32) pulling every row back; with --acap FILE, your axis.
+    #[command(flatten)]
+    cap: acap_frontend::CapArgs,
     /// Turn off llama.cpp's weight repacking (keeps every weight in the mapped file).
     #[arg(long = "no-repack")]
     no_repack: bool,
@@ -262,10 +263,16 @@ fn inspect(
         .flat_map(|a| a.directions().keys())
         .max()
         .copied();
+    let no_thresholds = cli_threshold.is_none() && axes[0].thresholds().is_empty();
     acap_cli::out!(
         "{}",
         acap::axis::report(axes, cli_threshold).map_err(|e| e.to_string())?
     );
+    if no_thresholds {
+        acap_cli::outln!(
+            "note: run it with --acap-threshold T (tau = -T); pass --acap-threshold here to preview the taus"
+        );
+    }
     if let Some(model) = model {
         // Read natively: no weights are loaded.
         let info = acap::ModelInfo::read(model).map_err(|e| e.to_string())?;
@@ -302,7 +309,13 @@ fn bench(a: BenchArgs) -> Result<(), String> {
         n_gpu_layers: a.n_gpu_layers,
         n_batch: a.n_batch,
         n_ubatch: a.n_ubatch,
-        layer_range: a.acap_layer_range.map(|v| (v[v.len() - 2], v[v.len() - 1])),
+        layer_range: if a.cap.acap.is_empty() {
+            acap_frontend::layer_range("--acap-layer-range", a.cap.acap_layer_range.as_deref())?
+                .map(|r| (r.start, r.end))
+        } else {
+            None
+        },
+        capping: a.cap.config()?,
         no_repack: a.no_repack,
         bandwidth_bytes: a.bandwidth_mib << 20,
     })?;
