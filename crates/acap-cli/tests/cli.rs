@@ -1176,3 +1176,20 @@ fn closed_stdout_pipe_exits_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// An argument that is not UTF-8 (a prompt in another encoding) is a clear error with exit 2,
+/// not a panic (exit 101).
+#[test]
+fn non_utf8_arguments_are_refused_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    for (bin, args) in [
+        (env!("CARGO_BIN_EXE_acap-cli"), vec!["-p"]),
+        (env!("CARGO_BIN_EXE_acap"), vec!["gguf", "dump"]),
+    ] {
+        let o = Command::new(bin).args(&args).arg(bad).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{bin}: {err}");
+        assert!(err.contains("is not valid UTF-8: caf"), "{bin}: {err}");
+    }
+}

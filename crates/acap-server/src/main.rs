@@ -185,7 +185,7 @@ fn run(a: Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = match Args::try_parse_from(normalize(std::env::args())) {
+    let args = match Args::try_parse_from(normalize(acap_frontend::utf8_args().into_iter())) {
         Ok(a) => a,
         Err(e) => e.exit(),
     };

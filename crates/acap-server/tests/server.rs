@@ -564,3 +564,17 @@ print("OPENAI OK")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An argument that is not UTF-8 is a clear error with exit 2, not a panic.
+#[test]
+fn non_utf8_arguments_are_refused_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let o = Command::new(env!("CARGO_BIN_EXE_acap-server"))
+        .arg("-m")
+        .arg(std::ffi::OsStr::from_bytes(b"caf\xe9.gguf"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("argument 2 is not valid UTF-8"), "{err}");
+}

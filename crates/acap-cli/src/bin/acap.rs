@@ -171,7 +171,7 @@ enum GgufCommand {
 
 fn main() -> ExitCode {
     // llama-bench's one-dash long options (-ngl, -ub) become two-dash ones.
-    let cli = Cli::parse_from(acap_cli::args::normalize(std::env::args()));
+    let cli = Cli::parse_from(acap_cli::args::normalize(acap_frontend::utf8_args()));
     let result = match cli.command {
         Command::Demo { prompt, n_predict } => demo(&prompt, n_predict),
         Command::Axis {
