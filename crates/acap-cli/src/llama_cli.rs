@@ -36,8 +36,25 @@ pub fn main_with(args: Vec<String>) -> ExitCode {
     }
 }
 
+/// Prompt and grammar files are read up to this size: more cannot fit any context, and a
+/// device such as `/dev/zero` must not be read without end.
+const FILE_LIMIT: u64 = 64 << 20;
+
 fn read_file(flag: &str, path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+    use std::io::Read;
+    let fail = |e: String| format!("{flag} {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut text = String::new();
+    file.take(FILE_LIMIT + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(e.to_string()))?;
+    if text.len() as u64 > FILE_LIMIT {
+        return Err(fail(format!(
+            "larger than {} MiB; no context holds a prompt that long",
+            FILE_LIMIT >> 20
+        )));
+    }
+    Ok(text)
 }
 
 /// Everything about capping the user asked for, validated before the model is loaded.

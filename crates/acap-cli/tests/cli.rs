@@ -1193,3 +1193,15 @@ fn non_utf8_arguments_are_refused_by_name() {
         assert!(err.contains("is not valid UTF-8: caf"), "{bin}: {err}");
     }
 }
+
+/// `-f` on a file without end (`/dev/zero`) stops at a bound with an error naming the flag.
+#[test]
+fn prompt_files_are_read_up_to_a_bound() {
+    let r = cli(&["-no-cnv", "-f", "/dev/zero", "-n", "1"], "");
+    assert!(!r.ok && r.code == 1, "{}", r.err);
+    assert!(
+        r.err.contains("-f /dev/zero: larger than 64 MiB"),
+        "{}",
+        r.err
+    );
+}
