@@ -137,22 +137,8 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Matrix>, String>
             continue;
         }
         let dtype = t["dtype"].as_str().unwrap_or("?");
-        let shape: Vec<usize> = t["shape"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_u64().map(|d| d as usize))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let offs: Vec<usize> = t["data_offsets"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_u64().map(|d| d as usize))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let shape = usize_list(&t["shape"]);
+        let offs = usize_list(&t["data_offsets"]);
         let (Some(&b), Some(&e)) = (offs.first(), offs.get(1)) else {
             return Err(bad(path, format!("tensor {name}: no data_offsets")));
         };
@@ -356,4 +342,15 @@ pub fn run_convert(
         norms.join(" ")
     );
     Ok(())
+}
+
+/// The non-negative integers of a JSON array (none for anything else).
+fn usize_list(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_u64().map(|d| d as usize))
+                .collect()
+        })
+        .unwrap_or_default()
 }
