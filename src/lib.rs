@@ -39,7 +39,8 @@ pub use axis::{
 };
 pub use batch::{BatchEngine, SlotEvent};
 pub use cap::{
-    CapConfig, CapError, CapPlan, ControlVector, ControlVectorError, LayerStats, Observation,
+    CAP_PATH_ENV, CapConfig, CapError, CapPath, CapPlan, ControlVector, ControlVectorError,
+    LayerStats, Observation,
 };
 pub use chat::{ChatMessage, builtin_templates};
 pub use error::{

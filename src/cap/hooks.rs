@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use llama_cpp_sys_2 as sys;
 
 use super::config::CapPlan;
+use super::graph::{BatchRows, GraphCapper, Routing};
+use super::path::CapPath;
 use super::rows::{LayerStats, cap_rows};
 
 /// What an observer sees: one block's output after capping (when capping is on).
@@ -57,6 +59,9 @@ pub(crate) struct CapSlot {
     pub(crate) enabled: bool,
     /// Telemetry per block.
     pub(crate) stats: Vec<LayerStats>,
+    /// Bumped whenever the plan or `enabled` may have changed, so the graph path knows when
+    /// to upload this slot's data again.
+    pub(crate) version: u64,
 }
 
 impl CapSlot {
@@ -65,6 +70,7 @@ impl CapSlot {
             plan: None,
             enabled: true,
             stats: vec![LayerStats::default(); n_layer],
+            version: 0,
         }
     }
 
@@ -73,7 +79,8 @@ impl CapSlot {
         self.plan.as_ref().filter(|_| self.enabled)
     }
 
-    fn caps(&self, layer: usize) -> bool {
+    /// Whether this slot's active plan caps `layer`.
+    pub(crate) fn caps(&self, layer: usize) -> bool {
         self.active()
             .is_some_and(|p| p.layers.get(layer).is_some_and(Option::is_some))
     }
@@ -116,6 +123,10 @@ pub(crate) struct Hooks {
     /// Why the last decode failed inside the callback (a panic or an unusable tensor).
     pub(crate) failure: Option<String>,
     flags: std::sync::Arc<Flags>,
+    /// Where the cap runs.
+    path: CapPath,
+    /// The graph path's state (device buffers, created when first needed).
+    graph: GraphCapper,
 }
 
 impl Hooks {
@@ -123,12 +134,21 @@ impl Hooks {
         n_layer: u32,
         n_embd: u32,
         n_slots: u32,
-        n_batch: u32,
+        (n_batch, n_ubatch): (u32, u32),
+        path: CapPath,
         flags: std::sync::Arc<Flags>,
     ) -> Self {
         let n_slots = n_slots.max(1) as usize;
         let rows = if n_slots > 1 { n_batch as usize } else { 0 };
         Self {
+            path,
+            graph: GraphCapper::new(
+                n_embd as usize,
+                n_layer as usize,
+                n_slots,
+                n_batch as usize,
+                n_ubatch as usize,
+            ),
             n_embd: n_embd as usize,
             slots: (0..n_slots)
                 .map(|_| CapSlot::new(n_layer as usize))
@@ -176,6 +196,17 @@ impl Hooks {
 
     pub(crate) fn start_decode(&mut self) {
         self.seen.iter_mut().for_each(|s| *s = 0);
+        self.graph.start_decode();
+    }
+
+    /// A decode returned: the telemetry the graph path kept on devices joins the slots'.
+    pub(crate) fn finish_decode(&mut self) {
+        self.graph.collect(&mut self.slots);
+    }
+
+    /// Where the cap runs.
+    pub(crate) fn cap_path(&self) -> CapPath {
+        self.path
     }
 
     /// A block some active plan caps whose `l_out` the last decode never offered.
@@ -210,29 +241,81 @@ impl Hooks {
         self.capping(layer) || self.observing(layer)
     }
 
-    /// Caps the rows of one block's output, each by its own slot's plan.
-    fn cap(&mut self, layer: usize, data: &mut [f32]) -> Result<(), String> {
-        if let [slot] = self.slots.as_mut_slice() {
-            cap_slot_rows(slot, layer, data);
-            return Ok(());
-        }
-        let n_rows = data.len() / self.n_embd;
-        let slots = if n_rows == self.rows.len() {
-            &self.rows
+    /// Which slot each of a block output's `n_rows` rows belongs to.
+    fn routing(&self, layer: usize, n_rows: usize) -> Result<Routing, String> {
+        if self.slots.len() == 1 {
+            Ok(Routing::One)
+        } else if n_rows == self.rows.len() {
+            Ok(Routing::All)
         } else if n_rows == self.out_rows.len() {
-            &self.out_rows
+            Ok(Routing::Out)
         } else {
-            return Err(format!(
+            Err(format!(
                 "l_out-{layer} has {n_rows} rows for a batch of {} tokens ({} outputs)",
                 self.rows.len(),
                 self.out_rows.len()
-            ));
+            ))
+        }
+    }
+
+    /// Caps the rows of one block's output on the host, each by its own slot's plan.
+    fn cap(&mut self, layer: usize, data: &mut [f32]) -> Result<(), String> {
+        let slots = match self.routing(layer, data.len() / self.n_embd)? {
+            Routing::One => {
+                cap_slot_rows(&mut self.slots[0], layer, data);
+                return Ok(());
+            }
+            Routing::All => &self.rows,
+            Routing::Out => &self.out_rows,
         };
         for (row, &slot) in data.chunks_exact_mut(self.n_embd).zip(slots.iter()) {
             if let Some(slot) = self.slots.get_mut(slot as usize) {
                 cap_slot_rows(slot, layer, row);
             }
         }
+        Ok(())
+    }
+
+    /// Caps one block's output with a ggml graph on its own backend, then lets the observer
+    /// look (through a copy when the tensor is not in host memory).
+    fn cap_on_device(
+        &mut self,
+        t: &sys::ggml_tensor,
+        layer: usize,
+        n: usize,
+        host: bool,
+    ) -> Result<(), String> {
+        let n_rows = n / self.n_embd;
+        let routing = self.routing(layer, n_rows)?;
+        self.graph.cap(
+            t,
+            layer,
+            n_rows,
+            routing,
+            &mut self.slots,
+            BatchRows {
+                all: &self.rows,
+                out: &self.out_rows,
+            },
+        )?;
+        let Some(obs) = self.observer.as_mut().filter(|o| o.layers[layer]) else {
+            return Ok(());
+        };
+        let rows: &[f32] = if host {
+            // SAFETY: a computed, contiguous F32 tensor in host memory holds `n` floats at
+            // `data`; the capping graph has finished writing them.
+            unsafe { std::slice::from_raw_parts(t.data.cast::<f32>(), n) }
+        } else {
+            self.scratch.resize(n, 0.0);
+            // SAFETY: copies the tensor's `4 * n` bytes into a scratch buffer of that size.
+            unsafe { sys::ggml_backend_tensor_get(t, self.scratch.as_mut_ptr().cast(), 0, n * 4) };
+            &self.scratch
+        };
+        (obs.f)(&Observation {
+            layer: layer as u32,
+            n_embd: self.n_embd,
+            rows,
+        });
         Ok(())
     }
 
@@ -266,6 +349,15 @@ impl Hooks {
         // SAFETY: a null buffer means plain host memory; otherwise ask the backend.
         let host = t.buffer.is_null() || unsafe { sys::ggml_backend_buffer_is_host(t.buffer) };
         let cap = self.capping(layer);
+        let on_device = match self.path {
+            CapPath::Auto => !host,
+            CapPath::Host => false,
+            CapPath::Graph => true,
+        };
+        // A tensor outside any buffer (plain host memory) can only be capped by the host loop.
+        if cap && on_device && !t.buffer.is_null() {
+            return self.cap_on_device(t, layer, n, host);
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         let data: &mut [f32] = if host {
             // SAFETY: a computed, contiguous F32 tensor in host memory holds `n` floats at

@@ -4,10 +4,13 @@
 
 mod config;
 mod cvec;
+mod graph;
 pub(crate) mod hooks;
+mod path;
 mod rows;
 
 pub use config::{CapConfig, CapError, CapPlan, PlannedLayer, check_alpha};
 pub use cvec::{ControlVector, ControlVectorError};
 pub use hooks::{Observation, ObserverFn};
+pub use path::{CAP_PATH_ENV, CapPath};
 pub use rows::{LayerStats, cap_row, cap_rows, dot};

@@ -13,7 +13,7 @@ use llama_cpp_sys_2 as sys;
 
 use super::backend;
 use crate::cap::hooks::{self, CapSlot, Flags, Hooks};
-use crate::cap::{CapError, CapPlan, ControlVector, ControlVectorError};
+use crate::cap::{CAP_PATH_ENV, CapError, CapPath, CapPlan, ControlVector, ControlVectorError};
 use crate::error::{DecodeError, SessionError};
 use crate::model::{Model, Token};
 use crate::sampling::Sampler;
@@ -111,12 +111,23 @@ impl Context {
         } else {
             params.n_threads_batch as i32
         };
+        let path = match params.cap_path {
+            Some(p) => p,
+            None => CapPath::from_env()
+                .map_err(|value| SessionError::BadParam {
+                    name: CAP_PATH_ENV,
+                    value,
+                    reason: "must be auto, host or graph",
+                })?
+                .unwrap_or_default(),
+        };
         let flags = Arc::new(Flags::default());
         let hooks = Box::new(Hooks::new(
             model.n_layer(),
             model.n_embd(),
             n_slots,
-            params.n_batch,
+            (params.n_batch, params.n_ubatch),
+            path,
             flags.clone(),
         ));
         let hooks = NonNull::from(Box::leak(hooks));
@@ -249,9 +260,16 @@ impl Context {
         &self.hooks().slots[slot]
     }
 
-    /// The capping slot `slot`, mutably.
+    /// The capping slot `slot`, mutably (the graph path uploads its data again).
     pub(crate) fn cap_slot_mut(&mut self, slot: usize) -> &mut CapSlot {
-        &mut self.hooks_mut().slots[slot]
+        let slot = &mut self.hooks_mut().slots[slot];
+        slot.version += 1;
+        slot
+    }
+
+    /// Where the cap runs.
+    pub(crate) fn cap_path(&self) -> CapPath {
+        self.hooks().cap_path()
     }
 
     /// Empties the batch.
@@ -302,6 +320,7 @@ impl Context {
         // SAFETY: a live context and a batch of `batch_len` entries filled by `push`; the hooks
         // pointer llama.cpp holds is not borrowed during the call.
         let code = unsafe { sys::llama_decode(self.ctx.as_ptr(), self.batch) };
+        self.hooks_mut().finish_decode();
         let failure = self.hooks_mut().failure.take();
         self.flags.hook_failed.store(false, Ordering::SeqCst);
         if let Some(message) = failure {

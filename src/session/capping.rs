@@ -69,6 +69,12 @@ impl Session {
         }
     }
 
+    /// Where the cap runs (the host loop or a ggml graph on the tensor's device), as set by
+    /// [`SessionParams::cap_path`](crate::SessionParams::cap_path) or `ACAP_CAP_PATH`.
+    pub fn cap_path(&self) -> crate::CapPath {
+        self.ctx.cap_path()
+    }
+
     /// Whether capping is configured and switched on.
     pub fn capping_enabled(&self) -> bool {
         self.ctx.cap_slot(SLOT).active().is_some()

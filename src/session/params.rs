@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::cap::CapConfig;
+use crate::cap::{CapConfig, CapPath};
 use crate::sampling::SamplingParams;
 
 /// Context settings.
@@ -34,6 +34,9 @@ pub struct SessionParams {
     /// Install the eval callback (default). Without it the session is plain llama.cpp: the
     /// baseline benchmarks compare against; capping is then refused and observers never run.
     pub eval_callback: bool,
+    /// Where the cap runs; `None` takes `ACAP_CAP_PATH` from the environment (`auto` when
+    /// unset): see [`CapPath`].
+    pub cap_path: Option<CapPath>,
 }
 
 impl Default for SessionParams {
@@ -50,6 +53,7 @@ impl Default for SessionParams {
             cache_type_v: None,
             capping: None,
             eval_callback: true,
+            cap_path: None,
         }
     }
 }
@@ -94,6 +98,13 @@ impl SessionParams {
     #[must_use]
     pub fn with_eval_callback(mut self, on: bool) -> Self {
         self.eval_callback = on;
+        self
+    }
+
+    /// Chooses where the cap runs (instead of `ACAP_CAP_PATH`).
+    #[must_use]
+    pub fn with_cap_path(mut self, path: CapPath) -> Self {
+        self.cap_path = Some(path);
         self
     }
 

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use acap::{
-    AxisFile, AxisSet, AxisWriter, BatchEngine, CapConfig, GenerateParams, LayerStats, Model,
-    QuantType, SamplingParams, SessionParams, SlotEvent, Special, StopReason,
+    AxisFile, AxisSet, AxisWriter, BatchEngine, CapConfig, CapPath, GenerateParams, LayerStats,
+    Model, QuantType, SamplingParams, SessionParams, SlotEvent, Special, StopReason,
 };
 
 use crate::common::load;
@@ -16,23 +16,26 @@ struct Req {
 }
 
 fn engine(m: &Model, slots: u32) -> BatchEngine {
-    BatchEngine::new(
-        m,
-        slots,
-        SessionParams::default()
-            .with_n_ctx(512 * slots)
-            .with_n_batch(512)
-            .with_threads(1),
-    )
-    .unwrap()
+    engine_on(m, slots, None)
 }
 
-fn plan(m: &Model) -> acap::CapPlan {
+/// An engine whose cap runs on `path` (`None`: as `ACAP_CAP_PATH` says).
+fn engine_on(m: &Model, slots: u32, path: Option<CapPath>) -> BatchEngine {
+    let mut p = SessionParams::default()
+        .with_n_ctx(512 * slots)
+        .with_n_batch(512)
+        .with_threads(1);
+    p.cap_path = path;
+    BatchEngine::new(m, slots, p).unwrap()
+}
+
+/// Random axes at blocks 1..=7, all with threshold `tau`.
+fn plan_at(m: &Model, tau: f32) -> acap::CapPlan {
     let mut w = AxisWriter::new();
     for l in 1..=7u32 {
         w = w
             .with_direction(l, acap_testkit::random_vector(u64::from(l) + 40, 256))
-            .with_threshold(l, -1e6);
+            .with_threshold(l, tau);
     }
     let axes = AxisSet::new(vec![AxisFile::from_bytes(w.to_bytes().unwrap()).unwrap()]).unwrap();
     CapConfig::new(axes).plan(m).unwrap()
@@ -44,6 +47,11 @@ type Outcome = (String, acap::GenerationStats, Vec<(u32, LayerStats)>);
 /// Runs `reqs` through `e`, filling free slots as they open; returns each request's text,
 /// stats and capping telemetry.
 fn run_all(e: &mut BatchEngine, reqs: &[Req], gp: &GenerateParams) -> Vec<Outcome> {
+    run_all_at(e, reqs, gp, -1e6)
+}
+
+/// [`run_all`] with capped requests capped at threshold `tau`.
+fn run_all_at(e: &mut BatchEngine, reqs: &[Req], gp: &GenerateParams, tau: f32) -> Vec<Outcome> {
     let m = e.model().clone();
     let mut queue: VecDeque<usize> = (0..reqs.len()).collect();
     let mut owner: HashMap<usize, usize> = HashMap::new();
@@ -52,7 +60,7 @@ fn run_all(e: &mut BatchEngine, reqs: &[Req], gp: &GenerateParams) -> Vec<Outcom
     let mut steps = 0;
     while !queue.is_empty() || e.is_busy() {
         while let Some(&r) = queue.front() {
-            let p = reqs[r].capped.then(|| plan(&m));
+            let p = reqs[r].capped.then(|| plan_at(&m, tau));
             let Some(slot) = e.free_slot(&reqs[r].prompt, p.as_ref()) else {
                 break;
             };
@@ -194,4 +202,52 @@ fn engine_errors_cancel_and_limits() {
         Some(0),
         "the slot with the cached prefix is preferred"
     );
+}
+
+#[test]
+fn graph_path_batches_like_the_host_loop() {
+    let m = load(QuantType::Q8_0);
+    let reqs: Vec<Req> = [
+        "Tell me a story about a cat.",
+        "What is the capital of France?",
+        "Write a poem about the sea and the sky.",
+        "How do I bake bread?",
+        "Hello!",
+        "Why do birds sing in the morning?",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, p)| Req {
+        prompt: m.tokenize(p, Special::PROMPT).unwrap(),
+        capped: i % 3 != 1,
+    })
+    .collect();
+    let gp = GenerateParams::default()
+        .with_max_tokens(10)
+        .with_sampling(SamplingParams::greedy());
+    // Threshold 0 caps some rows of each request and not others, so the routing of every row
+    // to its own request's plan matters.
+    let host = run_all_at(&mut engine_on(&m, 4, Some(CapPath::Host)), &reqs, &gp, 0.0);
+    let graph = run_all_at(&mut engine_on(&m, 4, Some(CapPath::Graph)), &reqs, &gp, 0.0);
+    for (i, (h, g)) in host.iter().zip(&graph).enumerate() {
+        assert_eq!(g.0, h.0, "request {i}");
+        assert_eq!(g.2.len(), h.2.len(), "request {i}");
+        for ((lh, sh), (lg, sg)) in h.2.iter().zip(&g.2) {
+            assert_eq!(lh, lg);
+            assert_eq!(
+                (sg.rows_seen, sg.rows_capped),
+                (sh.rows_seen, sh.rows_capped),
+                "request {i} block {lh}"
+            );
+            assert!((sg.sum_excess - sh.sum_excess).abs() <= 1e-4 * sh.sum_excess.max(1.0));
+        }
+        if reqs[i].capped {
+            assert!(
+                h.2.iter()
+                    .any(|(_, s)| s.rows_capped > 0 && s.rows_capped < s.rows_seen)
+            );
+        } else {
+            assert!(h.2.is_empty());
+        }
+    }
 }

@@ -214,7 +214,9 @@ fn observer_sees_capped_projections_and_telemetry_matches_it() {
     assert_eq!(before.len(), tokens(&m).len());
     let mut sorted = before.clone();
     sorted.sort_by(f32::total_cmp);
-    let tau = sorted[sorted.len() / 2];
+    // Between two projections: a row exactly at tau would be capped or not depending on the
+    // last bit of its projection, which the host loop and the graph path round differently.
+    let tau = (sorted[sorted.len() / 2] + sorted[sorted.len() / 2 - 1]) / 2.0;
     let expected_capped = before.iter().filter(|&&p| p > tau).count() as u64;
     assert!(expected_capped > 0);
 

@@ -5,6 +5,7 @@ mod axis_file;
 mod axis_set;
 mod axis_writer;
 mod batch;
+mod cap_path;
 mod capping;
 mod common;
 mod eval;

@@ -23,8 +23,13 @@ struct Run {
 }
 
 fn run_with(bin: &str, args: &[&str], stdin: &str) -> Run {
+    run_env(bin, args, stdin, &[])
+}
+
+fn run_env(bin: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
     let mut child = Command::new(bin)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1203,5 +1208,33 @@ fn prompt_files_are_read_up_to_a_bound() {
         r.err.contains("-f /dev/zero: larger than 64 MiB"),
         "{}",
         r.err
+    );
+}
+
+#[test]
+fn the_cap_path_comes_from_the_environment_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = axis(
+        dir.path(),
+        "good.gguf",
+        &[2, 3, 4],
+        &[(2, 0.0), (3, 0.0), (4, 0.0)],
+        256,
+    );
+    let m = model().to_str().unwrap().to_owned();
+    let args = [
+        "-m", &m, "-t", "1", "--temp", "0", "-no-cnv", "-p", PROMPT, "-n", "12", "--acap", &good,
+    ];
+    let bin = env!("CARGO_BIN_EXE_acap-cli");
+    let host = run_env(bin, &args, "", &[("ACAP_CAP_PATH", "host")]);
+    let graph = run_env(bin, &args, "", &[("ACAP_CAP_PATH", "graph")]);
+    assert!(host.ok && graph.ok, "{}{}", host.err, graph.err);
+    assert_eq!(graph.out, host.out, "the same text on both paths");
+    let bad = run_env(bin, &args, "", &[("ACAP_CAP_PATH", "gpu")]);
+    assert!(!bad.ok && bad.out.is_empty());
+    assert!(
+        bad.err.contains("ACAP_CAP_PATH") && bad.err.contains("gpu"),
+        "{}",
+        bad.err
     );
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use acap::cap::{LayerStats, cap_rows};
 use acap::{
-    AxisFile, AxisSet, AxisWriter, CapConfig, LayerRange, Model, ModelParams, Session,
+    AxisFile, AxisSet, AxisWriter, CapConfig, CapPath, LayerRange, Model, ModelParams, Session,
     SessionParams, Special,
 };
 use acap_frontend::{Names, cap_error};
@@ -57,10 +57,15 @@ pub struct BenchOptions {
     pub no_repack: bool,
     /// Bytes of the buffer the bandwidth test reads.
     pub bandwidth_bytes: usize,
+    /// Also run the capped configuration on the other cap path: `capped` then runs the host
+    /// loop and `graph` the ggml graph on the tensor's backend, side by side.
+    pub compare_cap_paths: bool,
 }
 
-/// The three configurations, in their column order.
-const CONFIGS: [&str; 3] = ["uncapped", "noop", "capped"];
+/// The configurations, in their column order (`graph` only with `compare_cap_paths`).
+const CONFIGS: [&str; 4] = ["uncapped", "noop", "capped", "graph"];
+/// Index of the graph-path configuration.
+const GRAPH: usize = 3;
 
 /// A resolved model argument.
 struct ModelArg {
@@ -153,17 +158,29 @@ fn summary_json(s: Summary) -> Value {
 /// One test (pp or tg) of one model: tokens per second per configuration and repetition.
 struct TestResult {
     name: String,
-    rates: [Vec<f64>; 3],
+    /// One list per configuration that ran.
+    rates: Vec<Vec<f64>>,
 }
 
 impl TestResult {
+    /// Configuration `config` against the uncapped one, pair by pair.
     fn ratio(&self, config: usize) -> Summary {
+        self.ratio_to(config, 0)
+    }
+
+    /// Configuration `config` against configuration `base`, pair by pair.
+    fn ratio_to(&self, config: usize, base: usize) -> Summary {
         let pairs: Vec<f64> = self.rates[config]
             .iter()
-            .zip(&self.rates[0])
+            .zip(&self.rates[base])
             .map(|(c, u)| c / u)
             .collect();
         summary(&pairs)
+    }
+
+    /// Whether the graph-path configuration ran.
+    fn has_graph(&self) -> bool {
+        self.rates.len() > GRAPH
     }
 }
 
@@ -289,14 +306,23 @@ fn bench_model(opts: &BenchOptions, m: &ModelArg) -> Result<ModelResult, String>
         ..SessionParams::default()
     };
     let mk = |p: SessionParams| Session::new(&model, p).map_err(|e| e.to_string());
-    let mut sessions = [
+    let capped = match &opts.capping {
+        Some(cfg) => cfg.clone(),
+        None => cap_with(-1e30)?,
+    };
+    let mut capped_params = base.clone().with_capping(capped);
+    if opts.compare_cap_paths {
+        capped_params = capped_params.with_cap_path(CapPath::Host);
+    }
+    let mut sessions = vec![
         mk(base.clone().with_eval_callback(false))?,
         mk(base.clone().with_capping(cap_with(f32::MAX)?))?,
-        mk(base.clone().with_capping(match &opts.capping {
-            Some(cfg) => cfg.clone(),
-            None => cap_with(-1e30)?,
-        }))?,
+        mk(capped_params.clone())?,
     ];
+    if opts.compare_cap_paths {
+        sessions.push(mk(capped_params.with_cap_path(CapPath::Graph))?);
+    }
+    let n_configs = sessions.len();
 
     let text = "Once upon a time there was a small cat who lived in a house with a big dog. "
         .repeat(opts.n_prompt / 8 + 8);
@@ -341,10 +367,10 @@ fn bench_model(opts: &BenchOptions, m: &ModelArg) -> Result<ModelResult, String>
                 tg(s, opts.n_gen.min(16))?;
             }
         }
-        let mut rates: [Vec<f64>; 3] = Default::default();
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n_configs];
         for rep in 0..opts.reps {
-            for k in 0..3 {
-                let c = (rep + k) % 3;
+            for k in 0..n_configs {
+                let c = (rep + k) % n_configs;
                 rates[c].push(run(&mut sessions[c])?);
             }
             eprint!("\rbench: {} {name} {}/{}", m.label, rep + 1, opts.reps);
@@ -490,6 +516,31 @@ impl Report {
                 );
             }
         }
+        if self
+            .models
+            .iter()
+            .flat_map(|m| &m.tests)
+            .any(TestResult::has_graph)
+        {
+            s.push_str("\n| model | test | capped (host loop) t/s | graph path t/s | graph/uncapped | graph/host loop (min-max) |\n|---|---|---:|---:|---:|---:|\n");
+            for m in &self.models {
+                for t in m.tests.iter().filter(|t| t.has_graph()) {
+                    let g = t.ratio_to(GRAPH, 2);
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:.2} | {:.2} | {:.3} | {:.3} ({:.3}-{:.3}) |",
+                        m.label,
+                        t.name,
+                        summary(&t.rates[2]).median,
+                        summary(&t.rates[GRAPH]).median,
+                        t.ratio(GRAPH).median,
+                        g.median,
+                        g.min,
+                        g.max
+                    );
+                }
+            }
+        }
         let capped = if self.opts.capping.is_some() {
             "capped: your axis and thresholds (only the rows they catch; the share is in the next table)"
         } else {
@@ -580,12 +631,16 @@ impl Report {
                     .iter()
                     .map(|t| {
                         let mut v = json!({"test": t.name});
-                        for (c, name) in CONFIGS.iter().enumerate() {
-                            v[*name] = summary_json(summary(&t.rates[c]));
-                            v[format!("{name}_samples")] = json!(t.rates[c]);
+                        for (name, rates) in CONFIGS.iter().zip(&t.rates) {
+                            v[*name] = summary_json(summary(rates));
+                            v[format!("{name}_samples")] = json!(rates);
                         }
                         v["ratio"] = summary_json(t.ratio(2));
                         v["noop_ratio"] = summary_json(t.ratio(1));
+                        if t.has_graph() {
+                            v["graph_ratio"] = summary_json(t.ratio(GRAPH));
+                            v["graph_vs_host"] = summary_json(t.ratio_to(GRAPH, 2));
+                        }
                         v
                     })
                     .collect();
@@ -628,6 +683,11 @@ impl Report {
             "memory_bandwidth_bytes_per_s": self.bandwidth,
             "backends": acap::version().backends,
             "capped_with": if o.capping.is_some() { "axis files" } else { "synthetic axes, every row" },
+            "cap_path": if o.compare_cap_paths {
+                "capped: host, graph: graph".to_owned()
+            } else {
+                CapPath::from_env().ok().flatten().unwrap_or_default().to_string()
+            },
             "models": models,
         })
     }
@@ -667,13 +727,16 @@ mod tests {
         assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 10.0));
         let t = TestResult {
             name: "pp".into(),
-            rates: [
+            rates: vec![
                 vec![10.0, 20.0, 30.0],
                 vec![9.0, 20.0, 33.0],
                 vec![5.0, 20.0, 27.0],
+                vec![5.0, 30.0, 27.0],
             ],
         };
         let r = t.ratio(2);
         assert_eq!((r.min, r.median, r.max), (0.5, 0.9, 1.0));
+        let g = t.ratio_to(GRAPH, 2);
+        assert_eq!((g.min, g.median, g.max), (1.0, 1.0, 1.5));
     }
 }

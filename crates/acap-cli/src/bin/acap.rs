@@ -106,6 +106,10 @@ struct BenchArgs {
     /// Turn off llama.cpp's weight repacking (keeps every weight in the mapped file).
     #[arg(long = "no-repack")]
     no_repack: bool,
+    /// Also run the capped configuration with the cap as a ggml graph on the tensor's backend
+    /// (the GPU path), side by side with the host loop.
+    #[arg(long = "compare-cap-paths")]
+    compare_cap_paths: bool,
     /// MiB of memory the bandwidth test reads.
     #[arg(long = "bandwidth-mib", default_value_t = 1024)]
     bandwidth_mib: usize,
@@ -318,6 +322,7 @@ fn bench(a: BenchArgs) -> Result<(), String> {
         capping: a.cap.config()?,
         no_repack: a.no_repack,
         bandwidth_bytes: a.bandwidth_mib << 20,
+        compare_cap_paths: a.compare_cap_paths,
     })?;
     match a.output {
         acap_cli::bench::Format::Md => acap_cli::out!("{}", report.markdown()),
