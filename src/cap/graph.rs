@@ -197,7 +197,9 @@ impl GraphCapper {
     }
 
     /// The index of the capper for `t`'s device, created the first time the device is seen.
-    fn device(&mut self, t: &sys::ggml_tensor, layer: usize) -> Result<usize, String> {
+    /// An error here (no backend, an op the backend lacks, no device memory) comes before
+    /// anything was changed.
+    pub(crate) fn device(&mut self, t: &sys::ggml_tensor, layer: usize) -> Result<usize, String> {
         // SAFETY: `t.buffer` is the live buffer the scheduler allocated `t` in (checked
         // non-null by the caller); these only read its type and that type's device.
         let mut dev = unsafe {

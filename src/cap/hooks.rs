@@ -127,6 +127,8 @@ pub(crate) struct Hooks {
     path: CapPath,
     /// The graph path's state (device buffers, created when first needed).
     graph: GraphCapper,
+    /// Why the graph path could not be set up (`auto` then caps through host copies).
+    pub(crate) graph_unavailable: Option<String>,
 }
 
 impl Hooks {
@@ -142,6 +144,7 @@ impl Hooks {
         let rows = if n_slots > 1 { n_batch as usize } else { 0 };
         Self {
             path,
+            graph_unavailable: None,
             graph: GraphCapper::new(
                 n_embd as usize,
                 n_layer as usize,
@@ -355,8 +358,17 @@ impl Hooks {
             CapPath::Graph => true,
         };
         // A tensor outside any buffer (plain host memory) can only be capped by the host loop.
-        if cap && on_device && !t.buffer.is_null() {
-            return self.cap_on_device(t, layer, n, host);
+        if cap && on_device && !t.buffer.is_null() && self.graph_unavailable.is_none() {
+            match self.graph.device(t, layer) {
+                Ok(_) => return self.cap_on_device(t, layer, n, host),
+                // Asked for explicitly: the graph path or an error.
+                Err(e) if self.path == CapPath::Graph => return Err(e),
+                // `auto`: the host loop (through copies) still caps; say why, once.
+                Err(e) => {
+                    log::warn!("capping through host copies: {e}");
+                    self.graph_unavailable = Some(e);
+                }
+            }
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let data: &mut [f32] = if host {
