@@ -182,6 +182,14 @@ pub enum ChatError {
         /// llama.cpp's built-in template names.
         known: String,
     },
+    /// A Jinja chat template does not parse or fails to render.
+    #[error("chat template from {origin}: {reason}")]
+    Jinja {
+        /// Where the template came from (`--chat-template-file FILE`, the model).
+        origin: String,
+        /// minijinja's message.
+        reason: String,
+    },
     /// A role or content contains a NUL byte.
     #[error("chat message {index} contains a NUL byte")]
     NulByte {

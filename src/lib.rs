@@ -42,7 +42,7 @@ pub use cap::{
     CAP_PATH_ENV, CapConfig, CapError, CapPath, CapPlan, ControlVector, ControlVectorError,
     LayerStats, Observation,
 };
-pub use chat::{ChatMessage, builtin_templates};
+pub use chat::{ChatMessage, ChatTemplate, TemplateChoice, builtin_templates};
 pub use error::{
     ChatError, DecodeError, Error, LoadError, QuantizeError, SamplerError, SessionError,
     TokenizeError,
@@ -50,7 +50,7 @@ pub use error::{
 pub use layers::LayerRange;
 pub use model::{Model, ModelInfo, ModelParams, Token};
 pub use quantize::{QuantType, quantize};
-pub use sampling::{Sampler, SamplingParams};
+pub use sampling::{Sampler, SamplerKind, SamplingParams};
 pub use session::{
     CacheType, CancelHandle, GenerateParams, GenerationStats, Session, SessionParams, StopReason,
 };

@@ -172,6 +172,8 @@ unsafe fn generate_params(p: *const acap_generate_params) -> Result<GeneratePara
             penalty_last_n: s.penalty_last_n,
             seed: (s.seed != ACAP_SEED_RANDOM).then_some(s.seed),
             grammar: grammar.map(str::to_owned),
+            // The C struct has the classic samplers; the others keep llama.cpp's defaults.
+            ..SamplingParams::default()
         },
     })
 }

@@ -5,10 +5,11 @@
 //! (e.g. `env_logger`) and enables the target. Its INFO lines map to `debug`, DEBUG to `trace`,
 //! so `-v`-style verbosity is a matter of the logger's level.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use llama_cpp_sys_2 as sys;
 
@@ -19,6 +20,25 @@ thread_local! {
     static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
     /// The level of the previous line, for llama.cpp's "continuation" level.
     static LAST_LEVEL: RefCell<log::Level> = const { RefCell::new(log::Level::Debug) };
+    /// While a decode runs on this thread: the flag that, once raised, means the caller asked
+    /// the computation to stop (so llama.cpp's "failed to compute graph" lines are expected).
+    static STOPPING: Cell<*const AtomicBool> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` (a decode) with llama.cpp's error lines lowered to debug once `stop` is raised:
+/// an abort the caller asked for (a user's Ctrl-C) is not an error to print.
+pub(crate) fn quiet_when_stopped<R>(stop: &AtomicBool, f: impl FnOnce() -> R) -> R {
+    // The pointer is kept only until `f` returns (the guard clears it, also on unwinding),
+    // while `stop` is borrowed.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            STOPPING.with(|s| s.set(std::ptr::null()));
+        }
+    }
+    STOPPING.with(|s| s.set(std::ptr::from_ref(stop)));
+    let _reset = Reset;
+    f()
 }
 
 /// Initialises llama.cpp's backends once per process. Every entry point calls this.
@@ -65,6 +85,15 @@ unsafe extern "C" fn log_trampoline(
             sys::GGML_LOG_LEVEL_INFO => log::Level::Debug,
             sys::GGML_LOG_LEVEL_CONT => LAST_LEVEL.with(|l| *l.borrow()),
             _ => log::Level::Trace,
+        };
+        let stop = STOPPING.with(Cell::get);
+        // SAFETY: a non-null pointer was set by `quiet_when_stopped` on this thread and points
+        // to the flag it borrows until it clears the pointer.
+        let stopped = !stop.is_null() && unsafe { (*stop).load(Ordering::Relaxed) };
+        let level = if stopped && level <= log::Level::Warn {
+            log::Level::Debug
+        } else {
+            level
         };
         LAST_LEVEL.with(|l| *l.borrow_mut() = level);
         if level == log::Level::Error && !line.is_empty() {

@@ -317,9 +317,13 @@ impl Context {
     pub(crate) fn decode(&mut self) -> Result<(), DecodeError> {
         self.batch.n_tokens = self.batch_len as i32;
         self.hooks_mut().start_decode();
-        // SAFETY: a live context and a batch of `batch_len` entries filled by `push`; the hooks
-        // pointer llama.cpp holds is not borrowed during the call.
-        let code = unsafe { sys::llama_decode(self.ctx.as_ptr(), self.batch) };
+        let (ctx, batch) = (self.ctx.as_ptr(), self.batch);
+        // A cancel's "failed to compute graph" lines are expected, not errors to print.
+        let code = backend::quiet_when_stopped(&self.flags.cancel, || {
+            // SAFETY: a live context and a batch of `batch_len` entries filled by `push`; the
+            // hooks pointer llama.cpp holds is not borrowed during the call.
+            unsafe { sys::llama_decode(ctx, batch) }
+        });
         self.hooks_mut().finish_decode();
         let failure = self.hooks_mut().failure.take();
         self.flags.hook_failed.store(false, Ordering::SeqCst);

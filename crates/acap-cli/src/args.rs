@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use acap_frontend::{CapArgs, ContextArgs, ControlVectorArgs, SamplingArgs};
+use acap_frontend::{CapArgs, ContextArgs, ControlVectorArgs, LoadArgs, SamplingArgs};
 use clap::Parser;
 
 /// One-dash long options and the two-dash names clap knows them by.
@@ -17,76 +17,159 @@ const SINGLE_DASH: &[(&str, &str)] = &[
     ("-ub", "--ubatch-size"),
     ("-tb", "--threads-batch"),
     ("-co", "--color"),
+    ("-fa", "--flash-attn"),
+    ("-ctk", "--cache-type-k"),
+    ("-ctv", "--cache-type-v"),
 ];
 
-/// Options that take values, and how many (so a value is never mistaken for an option).
-const TAKES_VALUES: &[(&str, usize)] = &[
-    ("-m", 1),
-    ("--model", 1),
-    ("-p", 1),
-    ("--prompt", 1),
-    ("-f", 1),
-    ("--file", 1),
-    ("-sys", 1),
-    ("--system-prompt", 1),
-    ("-n", 1),
-    ("--n-predict", 1),
-    ("-c", 1),
-    ("--ctx-size", 1),
-    ("-b", 1),
-    ("--batch-size", 1),
-    ("-ub", 1),
-    ("--ubatch-size", 1),
-    ("-t", 1),
-    ("--threads", 1),
-    ("-tb", 1),
-    ("--threads-batch", 1),
-    ("-ngl", 1),
-    ("--n-gpu-layers", 1),
-    ("--temp", 1),
-    ("--top-k", 1),
-    ("--top-p", 1),
-    ("--min-p", 1),
-    ("--repeat-penalty", 1),
-    ("--repeat-last-n", 1),
-    ("--presence-penalty", 1),
-    ("--frequency-penalty", 1),
-    ("-s", 1),
-    ("--seed", 1),
-    ("-r", 1),
-    ("--reverse-prompt", 1),
-    ("--chat-template", 1),
-    ("--grammar", 1),
-    ("--grammar-file", 1),
-    ("--control-vector", 1),
-    ("--control-vector-scaled", 2),
-    ("--control-vector-layer-range", 2),
-    ("--acap", 1),
-    ("--acap-threshold", 1),
-    ("--acap-layer-range", 2),
-    ("--acap-alpha", 1),
+/// How `-fa`'s optional value is spelled (older llama-cli releases took `-fa` alone).
+const FLASH_ATTN_VALUES: &[&str] = &[
+    "on", "off", "auto", "true", "false", "1", "0", "enabled", "disabled",
 ];
 
-/// Rewrites llama-cli's one-dash long options to two-dash ones, leaving option values alone.
-pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut iter = args.into_iter();
-    let mut out: Vec<String> = iter.next().into_iter().collect();
-    let mut values_left = 0usize;
-    for arg in iter {
-        if values_left > 0 {
-            values_left -= 1;
-            out.push(arg);
+/// Rewrites llama-cli's one-dash long options (`-ngl`, `-ub`, ...) to their two-dash names for
+/// the `acap` tool's subcommands, which take a few of llama-cli's flags.
+pub fn rewrite_one_dash(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .map(|a| {
+            SINGLE_DASH
+                .iter()
+                .find(|(one, _)| *one == a)
+                .map_or(a, |&(_, two)| two.to_owned())
+        })
+        .collect()
+}
+
+/// Whether `arg` is a number (`-5`, `-1.5`, `-inf`): a value, never a flag.
+fn is_number(arg: &str) -> bool {
+    arg.parse::<f64>().is_ok()
+}
+
+/// A command line acap-cli refuses before parsing it.
+#[derive(Debug)]
+pub enum ArgsError {
+    /// A flag llama-cli has and acap-cli does not implement, or no flag at all: named as typed.
+    Refused(String),
+    /// What clap reports (bad values, missing values, help for clap's own errors).
+    Clap(clap::Error),
+}
+
+impl std::fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(m) => f.write_str(m),
+            Self::Clap(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The flags clap knows, spelled as on the command line, with their canonical `--long` name
+/// and how many values each takes.
+fn known_flags() -> Vec<(String, String, usize)> {
+    use clap::CommandFactory;
+    let cmd = CliArgs::command();
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments() {
+        let values = if arg.get_action().takes_values() {
+            arg.get_num_args().map_or(1, |r| r.min_values().max(1))
+        } else {
+            0
+        };
+        let Some(long) = arg.get_long().map(|l| format!("--{l}")) else {
             continue;
+        };
+        out.push((long.clone(), long.clone(), values));
+        for l in arg.get_all_aliases().unwrap_or_default() {
+            out.push((format!("--{l}"), long.clone(), values));
         }
-        if let Some(&(_, n)) = TAKES_VALUES.iter().find(|(f, _)| *f == arg) {
-            values_left = n;
-        }
-        match SINGLE_DASH.iter().find(|(short, _)| *short == arg) {
-            Some(&(_, long)) => out.push(long.to_owned()),
-            None => out.push(arg),
+        if let Some(c) = arg.get_short() {
+            out.push((format!("-{c}"), long.clone(), values));
         }
     }
     out
+}
+
+/// Rewrites llama-cli's command line into clap's: one-dash long options to their two-dash
+/// names, one-value options to `--name=value` (so a value such as `-1` or `-sys` is never
+/// taken for a flag), and refuses, by the name typed, a llama-cli flag acap-cli does not
+/// implement or anything else that is not a flag. Short flags are never bundled.
+///
+/// # Errors
+/// [`ArgsError::Refused`] naming the flag.
+pub fn normalize(args: impl IntoIterator<Item = String>) -> Result<Vec<String>, ArgsError> {
+    let known = known_flags();
+    let lookup = |flag: &str| {
+        known
+            .iter()
+            .find(|(f, _, _)| f == flag)
+            .map(|(_, long, n)| (long.clone(), *n))
+    };
+    let mut iter = args.into_iter().peekable();
+    let mut out: Vec<String> = iter.next().into_iter().collect();
+    while let Some(arg) = iter.next() {
+        if arg == "--" {
+            out.push(arg);
+            out.extend(iter);
+            break;
+        }
+        if !arg.starts_with('-') || arg == "-" || is_number(&arg) {
+            out.push(arg);
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let spelled = SINGLE_DASH
+            .iter()
+            .find(|(one, _)| *one == name)
+            .map_or(name.as_str(), |&(_, two)| two);
+        let Some((long, n)) = lookup(spelled) else {
+            return Err(ArgsError::Refused(
+                if crate::llama_flags::LLAMA_CLI_FLAGS
+                    .iter()
+                    .any(|(f, _)| *f == name)
+                {
+                    format!("unsupported llama-cli flag {name} (acap-cli does not implement it)")
+                } else {
+                    format!("unknown flag {name} (see acap-cli --help)")
+                },
+            ));
+        };
+        // `-fa` alone (older llama-cli) switches flash attention on.
+        if long == "--flash-attn" && inline.is_none() {
+            let next_is_value = iter
+                .peek()
+                .is_some_and(|v| FLASH_ATTN_VALUES.contains(&v.as_str()));
+            if !next_is_value {
+                out.push("--flash-attn=on".into());
+                continue;
+            }
+        }
+        match (n, inline) {
+            (0, Some(_)) => {
+                return Err(ArgsError::Refused(format!("{name} takes no value ({arg})")));
+            }
+            (0, None) => out.push(long),
+            (_, Some(v)) => out.push(format!("{long}={v}")),
+            (1, None) => match iter.next() {
+                Some(v) => out.push(format!("{long}={v}")),
+                None => return Err(ArgsError::Refused(format!("{name} needs a value"))),
+            },
+            (n, None) => {
+                out.push(long);
+                for _ in 0..n {
+                    match iter.next() {
+                        Some(v) => out.push(v),
+                        None => {
+                            return Err(ArgsError::Refused(format!("{name} needs {n} values")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The help text, with llama-cli's spellings.
@@ -103,6 +186,14 @@ model and context:
   -t, --threads N                        threads (default: all cores)
   -tb, --threads-batch N                 threads for prompt processing (default: as --threads)
   -ngl, --n-gpu-layers N                 layers to offload to the GPU (default: all; needs a GPU build)
+  -fa, --flash-attn [on|off|auto]        flash attention (default: auto; -fa alone: on)
+  -ctk, --cache-type-k TYPE              KV cache key type: f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1 (default: f16)
+  -ctv, --cache-type-v TYPE              KV cache value type (default: f16)
+  --no-mmap                              read the model into memory instead of mapping it
+  --mmap                                 map the model file (default)
+  --mlock                                keep the model in RAM
+  --no-warmup, --warmup                  accepted; acap does no warm-up run
+  --keep N                               accepted with a warning: acap does not shift the context
 
 prompt and conversation:
   -p, --prompt PROMPT                    prompt (the first user turn in conversation mode)
@@ -113,7 +204,10 @@ prompt and conversation:
   -no-cnv, --no-conversation             completion mode
   -st, --single-turn                     answer one prompt, then exit
   -r, --reverse-prompt PROMPT            stop generating at PROMPT (repeatable)
-  --chat-template NAME                   force a built-in chat template (e.g. llama3, chatml)
+  --chat-template NAME                   force a built-in chat template (e.g. llama3, chatml), or a template text
+  --chat-template-file FNAME             a Jinja chat template file
+  --jinja, --no-jinja                    render the model's chat template as Jinja (default: llama.cpp's
+                                         built-in renderer when it recognises the template, else Jinja)
   --no-display-prompt                    do not echo the prompt in completion mode
 
 sampling:
@@ -127,6 +221,20 @@ sampling:
   --presence-penalty N                   presence penalty (default: 0.0 = off)
   --frequency-penalty N                  frequency penalty (default: 0.0 = off)
   -s, --seed SEED                        RNG seed (default: -1 = random)
+  --samplers LIST                        samplers in order, ';'-separated (default: penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;temperature)
+  --sampling-seq SEQ                     the same as letters (default: edskypmxt)
+  -l, --logit-bias TOKEN_ID(+|-)BIAS     add BIAS to a token's logit (repeatable; -inf bans it)
+  --ignore-eos                           never stop at an end-of-generation token
+  --typical N                            locally typical sampling (default: 1.0 = off)
+  --top-nsigma N                         top-n-sigma (default: -1 = off)
+  --dynatemp-range N, --dynatemp-exp N   dynamic temperature (default: 0 = off, exponent 1)
+  --xtc-probability N, --xtc-threshold N XTC (default: 0 = off, threshold 0.1)
+  --dry-multiplier N                     DRY (default: 0 = off)
+  --dry-base N, --dry-allowed-length N, --dry-penalty-last-n N
+                                         DRY settings (default: 1.75, 2, -1 = context)
+  --dry-sequence-breaker S               DRY sequence breaker (repeatable; none: no breakers)
+  --mirostat N                           mirostat 1 or 2 (default: 0 = off)
+  --mirostat-lr N, --mirostat-ent N      mirostat eta and tau (default: 0.1, 5.0)
   --grammar GRAMMAR                      GBNF grammar for the output
   --grammar-file FNAME                   read the GBNF grammar from a file
 
@@ -145,6 +253,7 @@ activation capping:
 
 logging and information:
   -v, --verbose                          show llama.cpp's log and per-turn details
+  --verbose-prompt                       print the prompt's tokens before generating
   --log-disable                          no log at all
   --color                                accepted for compatibility, ignored
   -h, --help                             this help
@@ -189,6 +298,14 @@ pub struct CliArgs {
     pub verbose: bool,
     #[arg(long = "chat-template")]
     pub chat_template: Option<String>,
+    #[arg(long = "chat-template-file")]
+    pub chat_template_file: Option<PathBuf>,
+    /// Render chat templates as Jinja.
+    #[arg(long = "jinja")]
+    pub jinja: bool,
+    /// The opposite of `--jinja` (the default).
+    #[arg(long = "no-jinja")]
+    pub no_jinja: bool,
     #[arg(long = "grammar", allow_hyphen_values = true)]
     pub grammar: Option<String>,
     #[arg(long = "grammar-file")]
@@ -204,6 +321,20 @@ pub struct CliArgs {
     pub help: bool,
     #[arg(long = "version")]
     pub version: bool,
+    /// Print the prompt's tokens before generating.
+    #[arg(long = "verbose-prompt")]
+    pub verbose_prompt: bool,
+    /// llama-cli's tokens kept on a context shift; acap does not shift (warned).
+    #[arg(long = "keep", allow_negative_numbers = true)]
+    pub keep: Option<i64>,
+    /// llama-cli's warm-up decode; acap has none to skip.
+    #[arg(long = "no-warmup")]
+    pub no_warmup: bool,
+    /// The opposite of `--no-warmup`.
+    #[arg(long = "warmup")]
+    pub warmup: bool,
+    #[command(flatten)]
+    pub load: LoadArgs,
     #[command(flatten)]
     pub context: ContextArgs,
     #[command(flatten)]
@@ -218,9 +349,9 @@ impl CliArgs {
     /// Parses a command line (with the program name first).
     ///
     /// # Errors
-    /// See [`clap::Error`]: each variant says what was wrong.
-    pub fn parse_from_args(args: impl IntoIterator<Item = String>) -> Result<Self, clap::Error> {
-        Self::try_parse_from(normalize(args))
+    /// See [`ArgsError`]: each says what was wrong, naming the flag.
+    pub fn parse_from_args(args: impl IntoIterator<Item = String>) -> Result<Self, ArgsError> {
+        Self::try_parse_from(normalize(args)?).map_err(ArgsError::Clap)
     }
 }
 
@@ -237,24 +368,77 @@ mod tests {
         assert_eq!(
             normalize(v(&[
                 "x", "-ngl", "99", "-cnv", "-p", "-sys", "-sys", "s", "-ub", "8"
-            ])),
+            ]))
+            .unwrap(),
             v(&[
                 "x",
-                "--n-gpu-layers",
-                "99",
+                "--n-gpu-layers=99",
                 "--conversation",
-                "-p",
-                "-sys",
-                "--system-prompt",
-                "s",
-                "--ubatch-size",
-                "8"
+                "--prompt=-sys",
+                "--system-prompt=s",
+                "--ubatch-size=8"
             ])
         );
         assert_eq!(
-            normalize(v(&["x", "--acap-layer-range", "-st", "-cnv", "-st"])),
+            normalize(v(&["x", "--acap-layer-range", "-st", "-cnv", "-st"])).unwrap(),
             v(&["x", "--acap-layer-range", "-st", "-cnv", "--single-turn"])
         );
+        assert_eq!(
+            normalize(v(&[
+                "x", "--temp", "-1", "-n", "-2", "--top-k", "-5", "-fa", "-p", "q"
+            ]))
+            .unwrap(),
+            v(&[
+                "x",
+                "--temp=-1",
+                "--n-predict=-2",
+                "--top-k=-5",
+                "--flash-attn=on",
+                "--prompt=q"
+            ])
+        );
+        assert_eq!(
+            normalize(v(&["x", "-fa", "off", "--seed=-1"])).unwrap(),
+            v(&["x", "--flash-attn=off", "--seed=-1"])
+        );
+    }
+
+    #[test]
+    fn llama_cli_flags_acap_lacks_are_refused_by_name_never_bundled() {
+        for (args, named) in [
+            (&["x", "-sm", "none"][..], "unsupported llama-cli flag -sm"),
+            (
+                &["x", "-hf", "user/model"],
+                "unsupported llama-cli flag -hf",
+            ),
+            (&["x", "-nkvo"], "unsupported llama-cli flag -nkvo"),
+            (&["x", "-cmoe"], "unsupported llama-cli flag -cmoe"),
+            (
+                &["x", "--mmproj", "f"],
+                "unsupported llama-cli flag --mmproj",
+            ),
+            (&["x", "-xyz"], "unknown flag -xyz"),
+            (&["x", "--frobnicate"], "unknown flag --frobnicate"),
+            (&["x", "-p"], "-p needs a value"),
+            (&["x", "--single-turn=yes"], "--single-turn takes no value"),
+        ] {
+            let e = normalize(v(args)).unwrap_err().to_string();
+            assert!(e.contains(named), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_flag_acap_cli_takes_is_in_its_help_or_the_llama_cli_table() {
+        for (flag, _, _) in known_flags() {
+            let in_table = crate::llama_flags::LLAMA_CLI_FLAGS
+                .iter()
+                .any(|(f, _)| *f == flag);
+            let one_dash = SINGLE_DASH.iter().any(|(_, two)| *two == flag);
+            assert!(
+                in_table || one_dash || flag.starts_with("--acap") || HELP.contains(&flag),
+                "{flag} is neither a llama-cli flag nor documented"
+            );
+        }
     }
 
     #[test]

@@ -284,6 +284,7 @@ pub fn run(o: &JudgeOptions) -> Result<(), String> {
         ModelParams::default().with_n_gpu_layers(o.n_gpu_layers),
     )
     .map_err(|e| e.to_string())?;
+    crate::warn_chatml_fallback(&model, o.chat_template.as_deref());
     let mut session = Session::new(
         &model,
         SessionParams::default()

@@ -11,6 +11,18 @@ pub mod demo;
 pub mod escape;
 pub mod judge;
 pub mod llama_cli;
+pub mod llama_flags;
+
+/// Warns, as llama.cpp does, when `model` has no chat template and none was chosen: prompts are
+/// then rendered as chatml.
+pub fn warn_chatml_fallback(model: &acap::Model, chosen: Option<&str>) {
+    if chosen.is_none() && model.info().chat_template.is_none() {
+        eprintln!(
+            "warning: {}: the model has no chat template; using chatml (pass --chat-template NAME)",
+            model.info().path.display()
+        );
+    }
+}
 
 /// Writes to stdout. A closed pipe (`acap ... | head`) ends the process quietly with status 0
 /// instead of the panic `print!` raises; other write errors exit 1 with a message.

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use acap::{
-    CancelHandle, CapConfig, ChatMessage, GenerateParams, GenerationStats, Model, ModelParams,
-    SamplingParams, Session, SessionError, StopReason,
+    CancelHandle, CapConfig, ChatMessage, ChatTemplate, GenerateParams, GenerationStats, Model,
+    ModelParams, SamplingParams, Session, SessionError, StopReason, TemplateChoice,
 };
 
 use acap_frontend::{Names, cap_error};
@@ -22,8 +22,12 @@ use crate::escape::unescape;
 pub fn main_with(args: Vec<String>) -> ExitCode {
     let args = match CliArgs::parse_from_args(args) {
         Ok(a) => a,
-        Err(e) => {
+        Err(crate::args::ArgsError::Clap(e)) => {
             let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
@@ -81,7 +85,9 @@ fn init_logging(a: &CliArgs) {
 }
 
 fn load_model(path: &Path, a: &CliArgs) -> Result<Model, String> {
-    let mut params = ModelParams::default().with_n_gpu_layers(a.n_gpu_layers);
+    let mut params = a
+        .load
+        .model_params(ModelParams::default().with_n_gpu_layers(a.n_gpu_layers));
     let tty = std::io::stderr().is_terminal() && !a.log_disable;
     if tty {
         params = params.with_progress(|p| {
@@ -103,16 +109,28 @@ fn load_model(path: &Path, a: &CliArgs) -> Result<Model, String> {
     model
 }
 
-/// The process-wide Ctrl-C state: while a reply streams, Ctrl-C cancels it; otherwise it quits.
+/// The process-wide Ctrl-C state: while a reply streams, Ctrl-C cancels it; otherwise it quits,
+/// printing what `/exit` prints (the totals and `--acap-stats`) as of the last turn.
 struct Interrupt {
     generating: AtomicBool,
     cancel: Mutex<Option<CancelHandle>>,
+    report: Mutex<String>,
+}
+
+impl Interrupt {
+    /// Keeps the exit report up to date (after each turn).
+    fn set_report(&self, report: String) {
+        if let Ok(mut r) = self.report.lock() {
+            *r = report;
+        }
+    }
 }
 
 fn install_interrupt(cancel: CancelHandle) -> Arc<Interrupt> {
     let state = Arc::new(Interrupt {
         generating: AtomicBool::new(false),
         cancel: Mutex::new(Some(cancel)),
+        report: Mutex::new(String::new()),
     });
     let s = state.clone();
     // A second installation (tests calling `main_with` twice) is harmless to skip.
@@ -122,11 +140,21 @@ fn install_interrupt(cancel: CancelHandle) -> Arc<Interrupt> {
                 c.cancel();
             }
         } else {
-            eprintln!();
+            let report = s.report.lock().map(|r| r.clone()).unwrap_or_default();
+            eprint!("\n{report}");
             std::process::exit(130);
         }
     });
     state
+}
+
+/// What the end of a run prints: the totals and, with `--acap-stats`, the telemetry.
+fn exit_report(totals: &Totals, session: &Session, a: &CliArgs) -> String {
+    let mut r = totals.report();
+    if a.acap_stats {
+        r.push_str(&cap_stats_report(session));
+    }
+    r
 }
 
 fn run(a: CliArgs) -> Result<ExitCode, String> {
@@ -141,6 +169,18 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
     init_logging(&a);
     if a.color {
         eprintln!("warning: --color only affects llama-cli's display; ignored");
+    }
+    if let Some(k) = a.keep {
+        eprintln!(
+            "warning: --keep {k} has no effect: acap does not shift the context (generation \
+             stops when it is full)"
+        );
+    }
+    if a.n_predict < -2 {
+        return Err(format!(
+            "-n {}: must be -1 (until the end), -2 (until the context is full) or a count >= 0",
+            a.n_predict
+        ));
     }
     let model_path = a
         .model
@@ -164,16 +204,43 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
     let cap = cap_config(&a)?;
     let cv = a.control.control_vector()?;
 
+    let template_file = a
+        .chat_template_file
+        .as_ref()
+        .map(|f| {
+            read_file("--chat-template-file", f)
+                .map(|t| (format!("--chat-template-file {}", f.display()), t))
+        })
+        .transpose()?;
+    if a.chat_template.is_some() && template_file.is_some() {
+        return Err("give either --chat-template or --chat-template-file, not both".into());
+    }
+
     let model = load_model(&model_path, &a)?;
+    // As llama-cli: conversation mode by default when there is a template to render.
     let conversation = a.conversation
         || (!a.no_conversation
-            && (model.info().chat_template.is_some() || a.chat_template.is_some()));
-    if a.conversation && model.info().chat_template.is_none() && a.chat_template.is_none() {
-        return Err(format!(
-            "-cnv: {} has no chat template; pass --chat-template NAME",
-            model_path.display()
-        ));
-    }
+            && (model.info().chat_template.is_some()
+                || a.chat_template.is_some()
+                || template_file.is_some()));
+    let template = if conversation {
+        let choice = TemplateChoice {
+            name: a.chat_template.clone(),
+            file: template_file,
+            jinja: a.jinja && !a.no_jinja,
+        };
+        let t = ChatTemplate::resolve(&model, &choice).map_err(|e| match &a.chat_template {
+            Some(name) if !choice.jinja => format!("--chat-template {name}: {e}"),
+            _ => e.to_string(),
+        })?;
+        if let Some(w) = t.warning() {
+            eprintln!("warning: {}: {w}", model_path.display());
+        }
+        log::info!("chat template: {}", t.origin());
+        Some(t)
+    } else {
+        None
+    };
     if !conversation && a.system_prompt.is_some() {
         eprintln!(
             "warning: -sys is used in conversation mode only; completion mode (-no-cnv) ignores it"
@@ -199,6 +266,7 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
         ..a.sampling.params()?
     };
     let params = GenerateParams {
+        // -1 and -2 both run until the end of generation or a full context.
         max_tokens: usize::try_from(a.n_predict).ok(),
         stop: a.reverse_prompt.clone(),
         sampling,
@@ -206,15 +274,21 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
     let interrupt = install_interrupt(session.cancel_handle());
 
     let mut totals = Totals::default();
-    let outcome = if conversation {
-        converse(&mut session, &a, prompt, &params, &interrupt, &mut totals)
+    interrupt.set_report(exit_report(&totals, &session, &a));
+    let outcome = if let Some(template) = &template {
+        converse(
+            &mut session,
+            &a,
+            template,
+            prompt,
+            &params,
+            &interrupt,
+            &mut totals,
+        )
     } else {
         complete(&mut session, &a, prompt, &params, &interrupt, &mut totals)
     };
-    totals.print();
-    if a.acap_stats {
-        print_cap_stats(&session);
-    }
+    eprint!("{}", exit_report(&totals, &session, &a));
     outcome
 }
 
@@ -234,20 +308,22 @@ impl Totals {
         self.gen_secs += s.generation_time.as_secs_f64();
     }
 
-    fn print(&self) {
+    fn report(&self) -> String {
         let rate = |n: usize, t: f64| if t > 0.0 { n as f64 / t } else { 0.0 };
-        eprintln!(
-            "\nprompt eval: {} tokens, {:.1} tokens/s | generation: {} tokens, {:.1} tokens/s",
+        format!(
+            "\nprompt eval: {} tokens, {:.1} tokens/s | generation: {} tokens, {:.1} tokens/s\n",
             self.prompt_tokens,
             rate(self.prompt_tokens, self.prompt_secs),
             self.generated,
             rate(self.generated, self.gen_secs)
-        );
+        )
     }
 }
 
-fn print_cap_stats(session: &Session) {
-    eprintln!("acap stats: layer rows_seen rows_capped capped% mean_excess max_excess");
+fn cap_stats_report(session: &Session) -> String {
+    use std::fmt::Write as _;
+    let mut r =
+        String::from("acap stats: layer rows_seen rows_capped capped% mean_excess max_excess\n");
     let last = session.model().n_layer().saturating_sub(1);
     for (layer, s) in session.cap_stats() {
         // llama.cpp computes the last block only for the rows whose logits are needed.
@@ -256,7 +332,8 @@ fn print_cap_stats(session: &Session) {
         } else {
             ""
         };
-        eprintln!(
+        let _ = writeln!(
+            r,
             "acap stats: {layer:>5} {:>9} {:>11} {:>6.1}% {:>11.4} {:>10.4}{note}",
             s.rows_seen,
             s.rows_capped,
@@ -265,6 +342,7 @@ fn print_cap_stats(session: &Session) {
             s.max_excess
         );
     }
+    r
 }
 
 /// Streams text to stdout.
@@ -285,6 +363,9 @@ fn complete(
     totals: &mut Totals,
 ) -> Result<ExitCode, String> {
     let prompt = prompt.ok_or("completion mode needs a prompt: pass -p PROMPT or -f FILE")?;
+    if a.verbose_prompt {
+        print_prompt_tokens(session.model(), &prompt);
+    }
     let mut out = std::io::stdout().lock();
     if !a.no_display_prompt {
         let _ = out.write_all(prompt.as_bytes());
@@ -296,11 +377,34 @@ fn complete(
     let stats = stats.map_err(|e| e.to_string())?;
     let _ = writeln!(out);
     totals.add(&stats);
-    finish_reason(&stats, session)
+    finish_reason(&stats, session, a)
 }
 
-fn finish_reason(stats: &GenerationStats, session: &Session) -> Result<ExitCode, String> {
-    if stats.stop_reason == StopReason::ContextFull {
+/// `--verbose-prompt`: the prompt's tokens, as llama-cli prints them, on stderr.
+fn print_prompt_tokens(model: &Model, prompt: &str) {
+    let Ok(tokens) = model.tokenize(prompt, acap::Special::PROMPT) else {
+        return;
+    };
+    eprintln!(
+        "prompt: '{prompt}'\nnumber of tokens in prompt = {}",
+        tokens.len()
+    );
+    for t in tokens {
+        let piece = model
+            .token_to_piece(t, true)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        eprintln!("{t:6} -> '{piece}'");
+    }
+}
+
+fn finish_reason(
+    stats: &GenerationStats,
+    session: &Session,
+    a: &CliArgs,
+) -> Result<ExitCode, String> {
+    // `-n -2` asks to generate until the context is full: reaching it is the expected end.
+    if stats.stop_reason == StopReason::ContextFull && a.n_predict != -2 {
         return Err(format!(
             "context full ({} tokens): acap does not shift the context; start a new conversation or raise -c",
             session.n_ctx()
@@ -339,6 +443,7 @@ fn read_turn(input: &mut impl BufRead, interactive: bool) -> Option<String> {
 fn converse(
     session: &mut Session,
     a: &CliArgs,
+    template: &ChatTemplate,
     first: Option<String>,
     params: &GenerateParams,
     interrupt: &Interrupt,
@@ -372,10 +477,16 @@ fn converse(
             continue;
         }
         messages.push(ChatMessage::user(turn));
+        if a.verbose_prompt {
+            let rendered = template
+                .render(session.model(), &messages, true)
+                .map_err(|e| e.to_string())?;
+            print_prompt_tokens(session.model(), &rendered);
+        }
         let mut reply = String::new();
         let mut out = std::io::stdout().lock();
         interrupt.generating.store(true, Ordering::SeqCst);
-        let stats = session.chat(&messages, a.chat_template.as_deref(), params, |t| {
+        let stats = session.chat_with(&messages, template, params, |t| {
             reply.push_str(t);
             let _ = out.write_all(t.as_bytes());
             let _ = out.flush();
@@ -392,7 +503,8 @@ fn converse(
             stats.generated_tokens
         );
         messages.push(ChatMessage::assistant(reply));
-        finish_reason(&stats, session)?;
+        interrupt.set_report(exit_report(totals, session, a));
+        finish_reason(&stats, session, a)?;
         if a.single_turn {
             break;
         }

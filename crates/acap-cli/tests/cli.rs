@@ -1238,3 +1238,343 @@ fn the_cap_path_comes_from_the_environment_and_a_bad_one_is_named() {
         bad.err
     );
 }
+
+/// `cli` with the prompt, greedy, 12 tokens, in completion mode.
+fn complete(extra: &[&str]) -> Run {
+    let mut a = vec!["-no-cnv", "-p", PROMPT, "-n", "12"];
+    a.extend_from_slice(extra);
+    cli(&a, "")
+}
+
+#[test]
+fn llama_cli_flags_acap_lacks_are_refused_by_their_name() {
+    for (args, named) in [
+        (&["-sm", "none"][..], "unsupported llama-cli flag -sm"),
+        (&["-hf", "user/model"], "unsupported llama-cli flag -hf"),
+        (&["-nkvo"], "unsupported llama-cli flag -nkvo"),
+        (&["-cmoe"], "unsupported llama-cli flag -cmoe"),
+        (&["-mg", "0"], "unsupported llama-cli flag -mg"),
+        (&["-dev", "none"], "unsupported llama-cli flag -dev"),
+        (&["-ot", "x=CPU"], "unsupported llama-cli flag -ot"),
+        (&["-ts", "1,1"], "unsupported llama-cli flag -ts"),
+        (
+            &["--mmproj", "f.gguf"],
+            "unsupported llama-cli flag --mmproj",
+        ),
+        (&["-xyz"], "unknown flag -xyz"),
+        (&["--frobnicate"], "unknown flag --frobnicate"),
+    ] {
+        let r = complete(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.err);
+        assert!(r.err.contains(named), "{args:?}: {}", r.err);
+        assert!(r.out.is_empty(), "{args:?} printed {:?}", r.out);
+    }
+}
+
+#[test]
+fn negative_values_pass_and_out_of_range_ones_are_named() {
+    let greedy = complete(&[]);
+    assert!(greedy.ok, "{}", greedy.err);
+    // temperature <= 0 is greedy; top-k <= 0 is off.
+    for args in [
+        &["--temp", "-1"][..],
+        &["--top-k", "-5"],
+        &["--seed", "-1"],
+        &["-b", "64"],
+    ] {
+        let r = complete(args);
+        assert!(r.ok, "{args:?}: {}", r.err);
+        assert_eq!(r.out, greedy.out, "{args:?}");
+    }
+    let r = complete(&["-n", "-2", "-c", "64"]);
+    assert!(r.ok, "-n -2 ends at the full context: {}", r.err);
+    for (args, named) in [
+        (&["-n", "-5"][..], "-n -5"),
+        (&["-t", "1000"], "--threads 1000"),
+        (&["-t", "0"], "--threads 0"),
+        (&["--temp", "hot"], "hot"),
+    ] {
+        let r = complete(args);
+        assert!(!r.ok && r.err.contains(named), "{args:?}: {}", r.err);
+    }
+}
+
+#[test]
+fn context_and_loading_flags() {
+    let plain = complete(&[]);
+    for args in [
+        &["-fa", "on"][..],
+        &["-fa", "off"],
+        &["-fa", "auto"],
+        &["-fa"],
+        &["--flash-attn", "off"],
+        &["-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on"],
+        &["-ctk", "f32"],
+        &["--no-mmap"],
+        &["--mlock"],
+        &["--no-warmup"],
+    ] {
+        let r = complete(args);
+        assert!(r.ok, "{args:?}: {}", r.err);
+        assert!(r.out.starts_with(PROMPT), "{args:?}: {}", r.out);
+    }
+    // The loading flags change nothing about the numbers.
+    assert_eq!(complete(&["--no-mmap"]).out, plain.out);
+    let r = complete(&["-ctk", "q3"]);
+    assert!(!r.ok && r.err.contains("--cache-type-k q3"), "{}", r.err);
+    let r = complete(&["-fa", "sometimes"]);
+    assert!(!r.ok, "{}", r.err);
+    let r = complete(&["--keep", "8"]);
+    assert!(
+        r.ok && r.err.contains("--keep 8 has no effect"),
+        "{}",
+        r.err
+    );
+}
+
+#[test]
+fn sampling_flags_change_the_output_as_llama_cpp_does() {
+    let m = Model::load(model(), ModelParams::default()).unwrap();
+    let greedy = complete(&[]);
+    // Ban the first token greedy decoding picks: the text changes.
+    let mut s = Session::new(&m, SessionParams::default().with_n_ctx(256).with_threads(1)).unwrap();
+    let first = s
+        .generate_tokens(
+            &m.tokenize(PROMPT, acap::Special::PROMPT).unwrap(),
+            &GenerateParams::default()
+                .with_max_tokens(1)
+                .with_sampling(SamplingParams::greedy()),
+            |_| std::ops::ControlFlow::Continue(()),
+        )
+        .unwrap();
+    assert_eq!(first.generated_tokens, 1);
+    let banned = s.cached_tokens().last().copied().unwrap();
+    let bias = format!("{banned}-inf");
+    let r = complete(&["--logit-bias", &bias]);
+    assert!(r.ok, "{}", r.err);
+    assert_ne!(r.out, greedy.out, "banning token {banned}");
+    let r = complete(&["-l", &format!("{banned}+0")]);
+    assert_eq!(r.out, greedy.out);
+    // Seeded sampling is reproducible with each sampler family.
+    for args in [
+        &[
+            "--temp",
+            "0.9",
+            "-s",
+            "7",
+            "--samplers",
+            "top_k;top_p;temperature",
+        ][..],
+        &["--temp", "0.9", "-s", "7", "--sampling-seq", "kt"],
+        &["--temp", "0.9", "-s", "7", "--mirostat", "2"],
+        &[
+            "--temp",
+            "0.9",
+            "-s",
+            "7",
+            "--mirostat",
+            "1",
+            "--mirostat-lr",
+            "0.2",
+            "--mirostat-ent",
+            "4",
+        ],
+        &["--temp", "0.9", "-s", "7", "--typical", "0.5"],
+        &[
+            "--temp",
+            "0.9",
+            "-s",
+            "7",
+            "--xtc-probability",
+            "0.5",
+            "--xtc-threshold",
+            "0.05",
+        ],
+        &["--temp", "0.9", "-s", "7", "--top-nsigma", "1.5"],
+        &[
+            "--temp",
+            "0.9",
+            "-s",
+            "7",
+            "--dynatemp-range",
+            "0.5",
+            "--dynatemp-exp",
+            "1.5",
+        ],
+        &[
+            "--dry-multiplier",
+            "0.8",
+            "--dry-base",
+            "2",
+            "--dry-allowed-length",
+            "1",
+            "--dry-penalty-last-n",
+            "32",
+            "--dry-sequence-breaker",
+            "none",
+        ],
+        &["--ignore-eos"],
+    ] {
+        let a = complete(args);
+        let b = complete(args);
+        assert!(a.ok, "{args:?}: {}", a.err);
+        assert_eq!(a.out, b.out, "{args:?} is not reproducible");
+    }
+    for (args, named) in [
+        (&["--samplers", "top_k;bogus"][..], "'bogus'"),
+        (&["--sampling-seq", "kq"], "'q'"),
+        (&["--logit-bias", "abc"], "--logit-bias abc"),
+        (&["--logit-bias", "99999999+1"], "99999999"),
+        (&["--mirostat", "3"], "mirostat"),
+        (&["--typical", "2"], "typical"),
+    ] {
+        let r = complete(args);
+        assert!(!r.ok && r.err.contains(named), "{args:?}: {}", r.err);
+    }
+}
+
+/// The tiny model with its chat template removed.
+fn model_without_template(dir: &Path) -> PathBuf {
+    use acap::gguf::{GgufFile, GgufWriter};
+    let f = GgufFile::open(model()).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata() {
+        if k != "tokenizer.chat_template" {
+            w.set(k.clone(), v.clone()).unwrap();
+        }
+    }
+    for t in f.tensors() {
+        w.add_raw(t.name(), t.dims(), t.ggml_type(), f.view(t).data().to_vec())
+            .unwrap();
+    }
+    let path = dir.join("no-template.gguf");
+    w.write_file(&path).unwrap();
+    path
+}
+
+#[test]
+fn chat_templates_resolve_as_in_llama_cpp() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = model_without_template(dir.path());
+    let bare = bare.to_str().unwrap();
+    let bin = env!("CARGO_BIN_EXE_acap-cli");
+    let chat = |args: &[&str]| {
+        let mut a = vec!["-t", "1", "--temp", "0", "-n", "8", "--verbose-prompt"];
+        a.extend_from_slice(args);
+        run_with(bin, &a, "Hello there\n")
+    };
+    // No template: completion mode by default; -cnv falls back to chatml with a warning.
+    let r = chat(&["-m", bare, "-cnv"]);
+    assert!(r.ok, "{}", r.err);
+    assert!(
+        r.err.contains("no chat template; using chatml"),
+        "{}",
+        r.err
+    );
+    assert!(r.err.contains("<|im_start|>user"), "{}", r.err);
+    // A Jinja file renders (here chatml spelled as Jinja: the same prompt as the built-in).
+    let file = dir.path().join("chatml.jinja");
+    std::fs::write(
+        &file,
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'].strip() + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+    )
+    .unwrap();
+    let via_file = chat(&["-m", bare, "--chat-template-file", file.to_str().unwrap()]);
+    assert!(via_file.ok, "{}", via_file.err);
+    assert!(!via_file.err.contains("using chatml"));
+    let builtin = chat(&["-m", bare, "--chat-template", "chatml"]);
+    assert_eq!(via_file.out, builtin.out, "Jinja chatml == built-in chatml");
+    // The model's own (Llama 3.1) template, through llama.cpp's renderer and as Jinja.
+    let m = model().to_str().unwrap().to_owned();
+    for jinja in [false, true] {
+        let mut args = vec!["-m", m.as_str(), "-cnv"];
+        if jinja {
+            args.push("--jinja");
+        }
+        let r = chat(&args);
+        assert!(r.ok, "jinja {jinja}: {}", r.err);
+        assert!(
+            r.err.contains("<|start_header_id|>user<|end_header_id|>"),
+            "{}",
+            r.err
+        );
+    }
+    // Errors name the flag or the file.
+    let broken = dir.path().join("broken.jinja");
+    std::fs::write(&broken, "{% for m in messages %}").unwrap();
+    for (args, named) in [
+        (
+            vec!["-m", bare, "--chat-template", "no-such-template"],
+            "--chat-template no-such-template",
+        ),
+        (
+            vec!["-m", bare, "--chat-template-file", broken.to_str().unwrap()],
+            "broken.jinja",
+        ),
+        (
+            vec!["-m", bare, "--chat-template-file", "/no/such.jinja"],
+            "/no/such.jinja",
+        ),
+    ] {
+        let r = chat(&args);
+        assert!(!r.ok && r.err.contains(named), "{args:?}: {}", r.err);
+    }
+}
+
+#[test]
+fn ctrl_c_at_the_prompt_prints_the_totals_and_mid_reply_no_llama_errors() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let good = axis(dir.path(), "good.gguf", &[3], &[(3, -1.0)], 256);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acap-cli"))
+        .args([
+            "-m",
+            model().to_str().unwrap(),
+            "-t",
+            "1",
+            "--temp",
+            "0",
+            "-n",
+            "3000",
+        ])
+        .args(["--acap", &good, "--acap-stats"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Tell me a long story\n").unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    let kill = || {
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // Mid-reply: the reply stops. Then, idle at the prompt: the session ends with the totals.
+    kill();
+    let mut seen = Vec::new();
+    // The prompt marker of the next turn is not printed to a pipe: wait for the reply's end
+    // by reading until the output pauses.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    kill();
+    let _ = stdout.read_to_end(&mut seen);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("prompt eval:"), "{err}");
+    assert!(err.contains("acap stats:"), "{err}");
+    assert!(!err.contains("failed to compute graph"), "{err}");
+    assert!(!err.contains("ERROR"), "{err}");
+    drop(stdin);
+}

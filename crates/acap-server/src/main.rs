@@ -115,6 +115,13 @@ fn run(a: Args) -> Result<(), String> {
         ModelParams::default().with_n_gpu_layers(a.n_gpu_layers),
     )
     .map_err(|e| e.to_string())?;
+    if a.chat_template.is_none() && model.info().chat_template.is_none() {
+        // As llama-server: chat requests are rendered as chatml.
+        eprintln!(
+            "warning: {}: the model has no chat template; using chatml (pass --chat-template NAME)",
+            a.model.display()
+        );
+    }
     if let Some(cfg) = &cap {
         // Validated against the model now: the server never runs uncapped by accident.
         cfg.plan(&model).map_err(|e| cap_error(&e, Names::FLAGS))?;

@@ -1,7 +1,11 @@
-//! Context flags: `-c`, `-b`, `-ub`, `-t`, `-tb`.
+//! Context flags (`-c`, `-b`, `-ub`, `-t`, `-tb`, `-fa`, `-ctk`, `-ctv`) and model-loading
+//! flags (`--no-mmap`, `--mlock`).
 
-use acap::SessionParams;
+use acap::{CacheType, ModelParams, SessionParams};
 use clap::Args;
+
+/// ggml's thread limit (`GGML_MAX_N_THREADS`).
+const MAX_THREADS: i32 = 512;
 
 /// Context size, batch sizes and threads, as llama-cli and llama-server take them.
 #[derive(Debug, Clone, Args)]
@@ -21,6 +25,60 @@ pub struct ContextArgs {
     /// Threads for prompt processing (`-tb`; -1: as `--threads`).
     #[arg(long = "threads-batch", default_value_t = -1, allow_negative_numbers = true)]
     pub threads_batch: i32,
+    /// Flash attention (`-fa`): on, off or auto.
+    #[arg(long = "flash-attn")]
+    pub flash_attn: Option<String>,
+    /// Type of the cached keys (`-ctk`): f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1.
+    #[arg(long = "cache-type-k")]
+    pub cache_type_k: Option<String>,
+    /// Type of the cached values (`-ctv`).
+    #[arg(long = "cache-type-v")]
+    pub cache_type_v: Option<String>,
+}
+
+/// How the model file is loaded.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LoadArgs {
+    /// Read the model into memory instead of mapping it.
+    #[arg(long = "no-mmap")]
+    pub no_mmap: bool,
+    /// Map the model file (the default).
+    #[arg(long = "mmap")]
+    pub mmap: bool,
+    /// Keep the model in RAM (no swapping).
+    #[arg(long = "mlock")]
+    pub mlock: bool,
+}
+
+impl LoadArgs {
+    /// The model parameters these flags ask for, over `base`.
+    pub fn model_params(&self, base: ModelParams) -> ModelParams {
+        let mut p = base.with_mlock(self.mlock);
+        if self.no_mmap {
+            p = p.with_mmap(false);
+        }
+        p
+    }
+}
+
+/// `-fa`'s value, as llama.cpp reads it.
+fn flash_attn(v: &str) -> Result<Option<bool>, String> {
+    match v {
+        "on" | "true" | "1" | "enabled" => Ok(Some(true)),
+        "off" | "false" | "0" | "disabled" => Ok(Some(false)),
+        "auto" => Ok(None),
+        _ => Err(format!("--flash-attn {v}: expected on, off or auto")),
+    }
+}
+
+fn cache_type(flag: &str, v: &str) -> Result<CacheType, String> {
+    CacheType::from_name(v).ok_or_else(|| {
+        let names: Vec<&str> = CacheType::ALL.iter().map(|(_, n)| *n).collect();
+        format!(
+            "{flag} {v}: unknown cache type (one of {})",
+            names.join(", ")
+        )
+    })
 }
 
 impl Default for ContextArgs {
@@ -31,6 +89,9 @@ impl Default for ContextArgs {
             ubatch_size: 512,
             threads: -1,
             threads_batch: -1,
+            flash_attn: None,
+            cache_type_k: None,
+            cache_type_v: None,
         }
     }
 }
@@ -50,6 +111,22 @@ impl ContextArgs {
         }
         let n_threads = threads("--threads", self.threads)?;
         let threads_batch = threads("--threads-batch", self.threads_batch)?;
+        let flash = self
+            .flash_attn
+            .as_deref()
+            .map(flash_attn)
+            .transpose()?
+            .flatten();
+        let type_k = self
+            .cache_type_k
+            .as_deref()
+            .map(|v| cache_type("--cache-type-k", v))
+            .transpose()?;
+        let type_v = self
+            .cache_type_v
+            .as_deref()
+            .map(|v| cache_type("--cache-type-v", v))
+            .transpose()?;
         let mut p = SessionParams::default()
             .with_n_ctx(if self.ctx_size == 0 {
                 n_ctx_train
@@ -60,6 +137,9 @@ impl ContextArgs {
             .with_n_ubatch(self.ubatch_size.min(self.batch_size))
             .with_threads(n_threads);
         p.n_threads_batch = threads_batch;
+        p.flash_attention = flash;
+        p.cache_type_k = type_k;
+        p.cache_type_v = type_v;
         Ok(p)
     }
 }
@@ -68,9 +148,9 @@ impl ContextArgs {
 fn threads(flag: &str, n: i32) -> Result<u32, String> {
     match n {
         -1 => Ok(0),
-        n if n > 0 => Ok(n as u32),
+        n if n > 0 && n <= MAX_THREADS => Ok(n as u32),
         n => Err(format!(
-            "{flag} {n}: must be a positive number of threads, or -1"
+            "{flag} {n}: must be a number of threads in 1..={MAX_THREADS}, or -1"
         )),
     }
 }
@@ -101,5 +181,38 @@ mod tests {
             ..ContextArgs::default()
         };
         assert!(a.session_params(1).unwrap_err().contains("--threads 0"));
+        let a = ContextArgs {
+            threads: 1000,
+            ..ContextArgs::default()
+        };
+        assert!(a.session_params(1).unwrap_err().contains("--threads 1000"));
+        let a = ContextArgs {
+            flash_attn: Some("off".into()),
+            cache_type_k: Some("q8_0".into()),
+            cache_type_v: Some("Q8_0".into()),
+            ..ContextArgs::default()
+        };
+        let p = a.session_params(1).unwrap();
+        assert_eq!(p.flash_attention, Some(false));
+        assert_eq!(p.cache_type_k, Some(CacheType::Q8_0));
+        assert_eq!(p.cache_type_v, Some(CacheType::Q8_0));
+        for (a, named) in [
+            (
+                ContextArgs {
+                    flash_attn: Some("yes".into()),
+                    ..ContextArgs::default()
+                },
+                "--flash-attn yes",
+            ),
+            (
+                ContextArgs {
+                    cache_type_k: Some("q3".into()),
+                    ..ContextArgs::default()
+                },
+                "--cache-type-k q3",
+            ),
+        ] {
+            assert!(a.session_params(1).unwrap_err().contains(named));
+        }
     }
 }

@@ -11,7 +11,7 @@ mod json;
 mod sampling;
 
 pub use capping::{CapArgs, ControlVectorArgs, Names, cap_error, capped_blocks, layer_range};
-pub use context::ContextArgs;
+pub use context::{ContextArgs, LoadArgs};
 pub use json::{evaluation_json, source_name};
 pub use sampling::SamplingArgs;
 

@@ -108,6 +108,7 @@ pub fn run_extract(a: ExtractArgs) -> Result<(), String> {
             .collect::<Result<_, _>>()?
     };
     let model = load_model(&c.model, c.n_gpu_layers)?;
+    crate::warn_chatml_fallback(&model, params.template.as_deref());
     let started = std::time::Instant::now();
     let ex = extract(&model, &prompts, &params, progress_bar("extract")).map_err(flag_error)?;
     let secs = started.elapsed().as_secs_f64();
@@ -202,6 +203,7 @@ pub fn run_calibrate(a: CalibrateArgs) -> Result<(), String> {
     let mut params = c.params(a.mean_k);
     params.persona_system = text_or_file("--persona-system", &c.persona_system)?;
     let model = load_model(&c.model, c.n_gpu_layers)?;
+    crate::warn_chatml_fallback(&model, params.template.as_deref());
     let cal = calibrate(&model, &axis, &prompts, &params, progress_bar("calibrate"))
         .map_err(flag_error)?;
     cal.to_writer(&axis, params.rule)

@@ -19,6 +19,7 @@ pub fn projection_report(
     let thresholds = axes.thresholds(cli_threshold).map_err(|e| e.to_string())?;
     let prompts = load_prompts(prompts, None, 0)?;
     let model = load_model(model, n_gpu_layers)?;
+    crate::warn_chatml_fallback(&model, None);
     if axes.n_embd() != model.n_embd() as usize {
         return Err(format!(
             "axis n_embd {} does not match the model's n_embd {}",
