@@ -20,6 +20,7 @@ const SINGLE_DASH: &[(&str, &str)] = &[
     ("-fa", "--flash-attn"),
     ("-ctk", "--cache-type-k"),
     ("-ctv", "--cache-type-v"),
+    ("-if", "--interactive-first"),
 ];
 
 /// How `-fa`'s optional value is spelled (older llama-cli releases took `-fa` alone).
@@ -203,7 +204,12 @@ prompt and conversation:
   -cnv, --conversation                   conversation mode (default when the model has a chat template)
   -no-cnv, --no-conversation             completion mode
   -st, --single-turn                     answer one prompt, then exit
-  -r, --reverse-prompt PROMPT            stop generating at PROMPT (repeatable)
+  -r, --reverse-prompt PROMPT            stop generating at PROMPT (repeatable); in interactive mode,
+                                         return control to the user there
+  -i, --interactive                      interactive completion mode (without a chat template or with -no-cnv)
+  -if, --interactive-first               interactive, waiting for input first
+  --in-prefix STRING                     text put before each input in interactive mode
+  --in-suffix STRING                     text put after each input in interactive mode
   --chat-template NAME                   force a built-in chat template (e.g. llama3, chatml), or a template text
   --chat-template-file FNAME             a Jinja chat template file
   --jinja, --no-jinja                    render the model's chat template as Jinja (default: llama.cpp's
@@ -288,6 +294,18 @@ pub struct CliArgs {
     pub no_conversation: bool,
     #[arg(long = "single-turn")]
     pub single_turn: bool,
+    /// Interactive completion mode: after each reply, wait for more text.
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+    /// Interactive, waiting for text before generating anything.
+    #[arg(long = "interactive-first")]
+    pub interactive_first: bool,
+    /// Text put before each input in interactive mode.
+    #[arg(long = "in-prefix", allow_hyphen_values = true)]
+    pub in_prefix: Option<String>,
+    /// Text put after each input in interactive mode.
+    #[arg(long = "in-suffix", allow_hyphen_values = true)]
+    pub in_suffix: Option<String>,
     #[arg(short = 'r', long = "reverse-prompt", allow_hyphen_values = true)]
     pub reverse_prompt: Vec<String>,
     #[arg(long = "no-display-prompt")]

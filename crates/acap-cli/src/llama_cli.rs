@@ -241,6 +241,11 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
     } else {
         None
     };
+    if conversation && (a.in_prefix.is_some() || a.in_suffix.is_some()) {
+        eprintln!(
+            "warning: --in-prefix and --in-suffix apply to interactive completion mode (-i -no-cnv) only"
+        );
+    }
     if !conversation && a.system_prompt.is_some() {
         eprintln!(
             "warning: -sys is used in conversation mode only; completion mode (-no-cnv) ignores it"
@@ -285,6 +290,8 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
             &interrupt,
             &mut totals,
         )
+    } else if a.interactive || a.interactive_first {
+        interact(&mut session, &a, prompt, &params, &interrupt, &mut totals)
     } else {
         complete(&mut session, &a, prompt, &params, &interrupt, &mut totals)
     };
@@ -378,6 +385,76 @@ fn complete(
     let _ = writeln!(out);
     totals.add(&stats);
     finish_reason(&stats, session, a)
+}
+
+/// llama-cli's interactive completion mode (`-i`, `--interactive-first`): the text grows by
+/// each reply and each input (with `--in-prefix` / `--in-suffix`); a reverse prompt (`-r`) or
+/// the end of a reply returns control to the user; end of input or Ctrl-C at the prompt ends
+/// the session.
+fn interact(
+    session: &mut Session,
+    a: &CliArgs,
+    prompt: Option<String>,
+    params: &GenerateParams,
+    interrupt: &Interrupt,
+    totals: &mut Totals,
+) -> Result<ExitCode, String> {
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    let mut input = stdin.lock();
+    let mut text = prompt.unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    if !a.no_display_prompt {
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+    let mut wait_first = a.interactive_first || text.is_empty();
+    loop {
+        if wait_first {
+            let Some(line) = read_turn(&mut input, terminal) else {
+                break;
+            };
+            let mut added = a.in_prefix.clone().unwrap_or_default();
+            added.push_str(&line);
+            added.push('\n');
+            added.push_str(a.in_suffix.as_deref().unwrap_or(""));
+            // What the user typed is on their terminal already; the rest is shown.
+            let shown = if terminal {
+                a.in_suffix.clone().unwrap_or_default()
+            } else {
+                added.clone()
+            };
+            let _ = out.write_all(shown.as_bytes());
+            let _ = out.flush();
+            text.push_str(&added);
+        }
+        wait_first = true;
+        if a.verbose_prompt {
+            print_prompt_tokens(session.model(), &text);
+        }
+        interrupt.generating.store(true, Ordering::SeqCst);
+        let mut reply = String::new();
+        let stats = session.generate(&text, params, |t| {
+            reply.push_str(t);
+            let _ = out.write_all(t.as_bytes());
+            let _ = out.flush();
+            ControlFlow::Continue(())
+        });
+        interrupt.generating.store(false, Ordering::SeqCst);
+        let stats = stats.map_err(|e| e.to_string())?;
+        totals.add(&stats);
+        // llama-cli keeps the reverse prompt in the text and on screen.
+        if let StopReason::StopString(stop) = &stats.stop_reason {
+            reply.push_str(stop);
+            let _ = out.write_all(stop.as_bytes());
+            let _ = out.flush();
+        }
+        text.push_str(&reply);
+        interrupt.set_report(exit_report(totals, session, a));
+        finish_reason(&stats, session, a)?;
+    }
+    let _ = writeln!(out);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--verbose-prompt`: the prompt's tokens, as llama-cli prints them, on stderr.

@@ -1578,3 +1578,54 @@ fn ctrl_c_at_the_prompt_prints_the_totals_and_mid_reply_no_llama_errors() {
     assert!(!err.contains("ERROR"), "{err}");
     drop(stdin);
 }
+
+#[test]
+fn interactive_completion_mode() {
+    let first = complete(&[]);
+    let reply = first
+        .out
+        .strip_prefix(PROMPT)
+        .unwrap()
+        .trim_end()
+        .to_owned();
+    assert!(reply.len() > 4, "{reply:?}");
+    let input = "The dog\nand then\n";
+    let fixes = ["--in-prefix", "[U] ", "--in-suffix", "[A]"];
+    // Each reply, then each input with its prefix and suffix, in order.
+    let mut args = vec!["-no-cnv", "-i", "-p", PROMPT, "-n", "12"];
+    args.extend(fixes);
+    let r = cli(&args, input);
+    assert!(r.ok, "{}", r.err);
+    let after_first = r
+        .out
+        .strip_prefix(&format!("{PROMPT}{reply}"))
+        .unwrap_or_else(|| panic!("{:?} does not start with the first reply {reply:?}", r.out));
+    assert!(
+        after_first.starts_with("[U] The dog\n[A]"),
+        "{after_first:?}"
+    );
+    assert!(after_first.contains("[U] and then\n[A]"), "{after_first:?}");
+    // A reverse prompt returns control where it appears, and stays in the text.
+    let stop: String = reply.chars().skip(2).take(3).collect();
+    let mut args = vec!["-no-cnv", "-i", "-p", PROMPT, "-n", "40", "-r", &stop];
+    args.extend(fixes);
+    let r = cli(&args, input);
+    assert!(r.ok, "{}", r.err);
+    let cut = reply.find(&stop).unwrap() + stop.len();
+    assert!(
+        r.out
+            .starts_with(&format!("{PROMPT}{}[U] The dog\n[A]", &reply[..cut])),
+        "{:?}",
+        r.out
+    );
+    // --interactive-first waits for input before generating.
+    let mut args = vec!["-no-cnv", "-if", "-p", PROMPT, "-n", "4"];
+    args.extend(fixes);
+    let r = cli(&args, "The dog\n");
+    assert!(r.ok, "{}", r.err);
+    assert!(
+        r.out.starts_with(&format!("{PROMPT}[U] The dog\n[A]")),
+        "{:?}",
+        r.out
+    );
+}
