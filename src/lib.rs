@@ -48,7 +48,7 @@ pub use error::{
     TokenizeError,
 };
 pub use layers::LayerRange;
-pub use model::{Model, ModelInfo, ModelParams, Token};
+pub use model::{MetadataOverride, Model, ModelInfo, ModelParams, Token};
 pub use quantize::{QuantType, quantize};
 pub use sampling::{Sampler, SamplerKind, SamplingParams};
 pub use session::{

@@ -25,6 +25,89 @@ pub struct ModelParams {
     use_mlock: bool,
     no_repack: bool,
     progress: Option<ProgressFn>,
+    overrides: Vec<(String, MetadataOverride)>,
+}
+
+/// A value that replaces a model metadata entry at load time (`--override-kv`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataOverride {
+    /// `int:`
+    Int(i64),
+    /// `float:`
+    Float(f64),
+    /// `bool:`
+    Bool(bool),
+    /// `str:` (at most 127 bytes)
+    Str(String),
+}
+
+impl MetadataOverride {
+    /// Parses llama.cpp's `KEY=TYPE:VALUE` (`TYPE` one of `int`, `float`, `bool`, `str`).
+    ///
+    /// # Errors
+    /// What is wrong with `spec`, naming it.
+    pub fn parse(spec: &str) -> Result<(String, Self), String> {
+        let bad = |why: &str| {
+            format!("{spec}: {why} (expected KEY=TYPE:VALUE, TYPE int, float, bool or str)")
+        };
+        let (key, typed) = spec.split_once('=').ok_or_else(|| bad("no '='"))?;
+        let (ty, value) = typed
+            .split_once(':')
+            .ok_or_else(|| bad("no ':' after the type"))?;
+        if key.is_empty() || key.len() >= 128 {
+            return Err(bad("the key must be 1 to 127 bytes"));
+        }
+        let v = match ty {
+            "int" => Self::Int(value.parse().map_err(|_| bad("not an integer"))?),
+            "float" => Self::Float(value.parse().map_err(|_| bad("not a number"))?),
+            "bool" => Self::Bool(match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(bad("a bool is true or false")),
+            }),
+            "str" if value.len() < 128 && !value.contains('\0') => Self::Str(value.to_owned()),
+            "str" => return Err(bad("a str value must be under 128 bytes")),
+            _ => return Err(bad("unknown type")),
+        };
+        Ok((key.to_owned(), v))
+    }
+
+    /// llama.cpp's form of `key = self`.
+    fn raw(&self, key: &str) -> sys::llama_model_kv_override {
+        let mut key_buf = [0 as std::ffi::c_char; 128];
+        for (d, b) in key_buf.iter_mut().zip(key.bytes().take(127)) {
+            *d = b as std::ffi::c_char;
+        }
+        let (tag, value) = match self {
+            Self::Int(v) => (
+                sys::LLAMA_KV_OVERRIDE_TYPE_INT,
+                sys::llama_model_kv_override__bindgen_ty_1 { val_i64: *v },
+            ),
+            Self::Float(v) => (
+                sys::LLAMA_KV_OVERRIDE_TYPE_FLOAT,
+                sys::llama_model_kv_override__bindgen_ty_1 { val_f64: *v },
+            ),
+            Self::Bool(v) => (
+                sys::LLAMA_KV_OVERRIDE_TYPE_BOOL,
+                sys::llama_model_kv_override__bindgen_ty_1 { val_bool: *v },
+            ),
+            Self::Str(v) => {
+                let mut buf = [0 as std::ffi::c_char; 128];
+                for (d, b) in buf.iter_mut().zip(v.bytes().take(127)) {
+                    *d = b as std::ffi::c_char;
+                }
+                (
+                    sys::LLAMA_KV_OVERRIDE_TYPE_STR,
+                    sys::llama_model_kv_override__bindgen_ty_1 { val_str: buf },
+                )
+            }
+        };
+        sys::llama_model_kv_override {
+            tag,
+            key: key_buf,
+            __bindgen_anon_1: value,
+        }
+    }
 }
 
 impl std::fmt::Debug for ModelParams {
@@ -51,6 +134,14 @@ impl ModelParams {
     #[must_use]
     pub fn with_mmap(mut self, on: bool) -> Self {
         self.use_mmap = Some(on);
+        self
+    }
+
+    /// Replaces metadata entry `key` with `value` while loading (`--override-kv`); keys of
+    /// 128 bytes or more, and string values of 128 bytes or more, are refused by `load`.
+    #[must_use]
+    pub fn with_override(mut self, key: impl Into<String>, value: MetadataOverride) -> Self {
+        self.overrides.push((key.into(), value));
         self
     }
 
@@ -193,6 +284,28 @@ impl Model {
             (false, true) => sys::LLAMA_LOAD_MODE_MLOCK,
             (false, false) => sys::LLAMA_LOAD_MODE_NONE,
         };
+        for (key, v) in &params.overrides {
+            let too_long = match v {
+                MetadataOverride::Str(s) => s.len() >= 128 || s.contains('\0'),
+                _ => false,
+            };
+            if key.is_empty() || key.len() >= 128 || key.contains('\0') || too_long {
+                return Err(LoadError::Llama {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "metadata override {key}: keys and string values must be 1 to 127 bytes"
+                    ),
+                });
+            }
+        }
+        // llama.cpp reads the overrides up to an entry with an empty key; they live until
+        // loading returns.
+        let mut overrides: Vec<sys::llama_model_kv_override> =
+            params.overrides.iter().map(|(k, v)| v.raw(k)).collect();
+        if !overrides.is_empty() {
+            overrides.push(MetadataOverride::Int(0).raw(""));
+            mp.kv_overrides = overrides.as_ptr();
+        }
         let mut progress = params.progress.map(|callback| ProgressState {
             callback,
             panic: None,

@@ -193,6 +193,7 @@ model and context:
   --no-mmap                              read the model into memory instead of mapping it
   --mmap                                 map the model file (default)
   --mlock                                keep the model in RAM
+  --override-kv KEY=TYPE:VALUE           replace a model metadata entry (repeatable; TYPE int, float, bool, str)
   --no-warmup, --warmup                  accepted; acap does no warm-up run
   --keep N                               accepted with a warning: acap does not shift the context
 

@@ -87,7 +87,7 @@ fn init_logging(a: &CliArgs) {
 fn load_model(path: &Path, a: &CliArgs) -> Result<Model, String> {
     let mut params = a
         .load
-        .model_params(ModelParams::default().with_n_gpu_layers(a.n_gpu_layers));
+        .model_params(ModelParams::default().with_n_gpu_layers(a.n_gpu_layers))?;
     let tty = std::io::stderr().is_terminal() && !a.log_disable;
     if tty {
         params = params.with_progress(|p| {

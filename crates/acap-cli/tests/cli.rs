@@ -1330,6 +1330,26 @@ fn context_and_loading_flags() {
         "{}",
         r.err
     );
+    // A metadata override reaches llama.cpp (a different norm epsilon, a different text).
+    let r = complete(&[
+        "--override-kv",
+        "llama.attention.layer_norm_rms_epsilon=float:0.5",
+    ]);
+    assert!(r.ok, "{}", r.err);
+    assert_ne!(r.out, plain.out);
+    for bad in [
+        "llama.block_count=int:x",
+        "noequals",
+        "k=weird:1",
+        "k=bool:yes",
+    ] {
+        let r = complete(&["--override-kv", bad]);
+        assert!(
+            !r.ok && r.err.contains(&format!("--override-kv {bad}")),
+            "{bad}: {}",
+            r.err
+        );
+    }
 }
 
 #[test]

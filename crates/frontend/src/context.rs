@@ -1,7 +1,7 @@
 //! Context flags (`-c`, `-b`, `-ub`, `-t`, `-tb`, `-fa`, `-ctk`, `-ctv`) and model-loading
 //! flags (`--no-mmap`, `--mlock`).
 
-use acap::{CacheType, ModelParams, SessionParams};
+use acap::{CacheType, MetadataOverride, ModelParams, SessionParams};
 use clap::Args;
 
 /// ggml's thread limit (`GGML_MAX_N_THREADS`).
@@ -48,16 +48,27 @@ pub struct LoadArgs {
     /// Keep the model in RAM (no swapping).
     #[arg(long = "mlock")]
     pub mlock: bool,
+    /// `KEY=TYPE:VALUE` replacing a model metadata entry (repeatable; TYPE int, float, bool, str).
+    #[arg(long = "override-kv")]
+    pub override_kv: Vec<String>,
 }
 
 impl LoadArgs {
     /// The model parameters these flags ask for, over `base`.
-    pub fn model_params(&self, base: ModelParams) -> ModelParams {
+    ///
+    /// # Errors
+    /// A malformed `--override-kv`, naming it.
+    pub fn model_params(&self, base: ModelParams) -> Result<ModelParams, String> {
         let mut p = base.with_mlock(self.mlock);
         if self.no_mmap {
             p = p.with_mmap(false);
         }
-        p
+        for spec in &self.override_kv {
+            let (key, value) =
+                MetadataOverride::parse(spec).map_err(|e| format!("--override-kv {e}"))?;
+            p = p.with_override(key, value);
+        }
+        Ok(p)
     }
 }
 
