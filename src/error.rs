@@ -157,6 +157,12 @@ pub enum SamplerError {
         /// Why it is rejected.
         reason: &'static str,
     },
+    /// A JSON schema could not be turned into a grammar.
+    #[error("JSON schema: {reason}")]
+    JsonSchema {
+        /// Why.
+        reason: String,
+    },
     /// The GBNF grammar does not parse.
     #[error("invalid GBNF grammar (root '{root}'): {reason}")]
     Grammar {

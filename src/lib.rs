@@ -50,7 +50,7 @@ pub use error::{
 pub use layers::LayerRange;
 pub use model::{MetadataOverride, Model, ModelInfo, ModelParams, Token};
 pub use quantize::{QuantType, quantize};
-pub use sampling::{Sampler, SamplerKind, SamplingParams};
+pub use sampling::{Sampler, SamplerKind, SamplingParams, json_schema_to_grammar};
 pub use session::{
     CacheType, CancelHandle, GenerateParams, GenerationStats, Session, SessionParams, StopReason,
 };

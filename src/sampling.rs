@@ -309,6 +309,37 @@ impl SamplingParams {
     }
 }
 
+/// Converts a JSON schema to a GBNF grammar with llama.cpp's own converter (what llama-cli's
+/// `-j` and llama-server's `response_format` use), for [`SamplingParams::grammar`].
+///
+/// # Errors
+/// [`SamplerError::JsonSchema`] when the text is not JSON or not a schema llama.cpp converts.
+pub fn json_schema_to_grammar(schema: &str) -> Result<String, SamplerError> {
+    let bad = |reason: &str| SamplerError::JsonSchema {
+        reason: reason.to_owned(),
+    };
+    let c = CString::new(schema).map_err(|_| bad("the schema contains a NUL byte"))?;
+    let mut out: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: `c` is NUL-terminated and outlives the call; `out` is written only on success.
+    // The wrapper catches every C++ exception and returns a status instead.
+    let status = unsafe { sys::llama_rs_json_schema_to_grammar(c.as_ptr(), false, &mut out) };
+    if status != sys::LLAMA_RS_STATUS_OK || out.is_null() {
+        return Err(bad(if status == sys::LLAMA_RS_STATUS_EXCEPTION {
+            "not valid JSON, or a schema llama.cpp cannot convert"
+        } else {
+            "llama.cpp's converter failed"
+        }));
+    }
+    // SAFETY: on success `out` is a NUL-terminated string the wrapper allocated, freed once
+    // here after copying.
+    let grammar = unsafe {
+        let g = std::ffi::CStr::from_ptr(out).to_string_lossy().into_owned();
+        sys::llama_rs_string_free(out);
+        g
+    };
+    Ok(grammar)
+}
+
 /// A llama.cpp sampler chain: penalties, grammar, then top-k / top-p / min-p / temperature and
 /// a seeded draw (or greedy).
 pub struct Sampler {

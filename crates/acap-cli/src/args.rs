@@ -21,6 +21,7 @@ const SINGLE_DASH: &[(&str, &str)] = &[
     ("-ctk", "--cache-type-k"),
     ("-ctv", "--cache-type-v"),
     ("-if", "--interactive-first"),
+    ("-jf", "--json-schema-file"),
 ];
 
 /// How `-fa`'s optional value is spelled (older llama-cli releases took `-fa` alone).
@@ -244,6 +245,8 @@ sampling:
   --mirostat-lr N, --mirostat-ent N      mirostat eta and tau (default: 0.1, 5.0)
   --grammar GRAMMAR                      GBNF grammar for the output
   --grammar-file FNAME                   read the GBNF grammar from a file
+  -j, --json-schema SCHEMA               a JSON schema the output must follow (e.g. '{}' for any JSON)
+  -jf, --json-schema-file FNAME          read the JSON schema from a file
 
 control vectors:
   --control-vector FNAME                 add a control vector (repeatable)
@@ -329,6 +332,12 @@ pub struct CliArgs {
     pub grammar: Option<String>,
     #[arg(long = "grammar-file")]
     pub grammar_file: Option<PathBuf>,
+    /// A JSON schema the output must follow (converted to a grammar by llama.cpp).
+    #[arg(short = 'j', long = "json-schema", allow_hyphen_values = true)]
+    pub json_schema: Option<String>,
+    /// A file with a JSON schema (`-jf`).
+    #[arg(long = "json-schema-file")]
+    pub json_schema_file: Option<PathBuf>,
     #[arg(short = 'e', long = "escape")]
     pub escape: bool,
     #[arg(long = "acap-stats")]

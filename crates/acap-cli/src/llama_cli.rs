@@ -193,13 +193,31 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
         (None, None) => None,
     }
     .map(|p| if a.escape { unescape(&p) } else { p });
-    let grammar = match (&a.grammar, &a.grammar_file) {
+    let schema = match (&a.json_schema, &a.json_schema_file) {
         (Some(_), Some(_)) => {
+            return Err("give either --json-schema or --json-schema-file, not both".into());
+        }
+        (Some(j), None) => Some(("--json-schema", j.clone())),
+        (None, Some(f)) => Some(("--json-schema-file", read_file("--json-schema-file", f)?)),
+        (None, None) => None,
+    };
+    if let (Some((flag, _)), true) = (&schema, a.grammar.is_some() || a.grammar_file.is_some()) {
+        return Err(format!("give either a grammar or {flag}, not both"));
+    }
+    let grammar = match (&a.grammar, &a.grammar_file, schema) {
+        (Some(_), Some(_), _) => {
             return Err("give either --grammar or --grammar-file, not both".into());
         }
-        (Some(g), None) => Some(g.clone()),
-        (None, Some(f)) => Some(read_file("--grammar-file", f)?),
-        (None, None) => None,
+        (Some(g), None, _) => Some(g.clone()),
+        (None, Some(f), _) => Some(read_file("--grammar-file", f)?),
+        (None, None, Some((flag, text))) => {
+            // A clear message for text that is not JSON; llama.cpp's converter says nothing.
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                return Err(format!("{flag}: not valid JSON: {e}"));
+            }
+            Some(acap::json_schema_to_grammar(&text).map_err(|e| format!("{flag}: {e}"))?)
+        }
+        (None, None, None) => None,
     };
     let cap = cap_config(&a)?;
     let cv = a.control.control_vector()?;

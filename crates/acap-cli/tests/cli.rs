@@ -1649,3 +1649,32 @@ fn interactive_completion_mode() {
         r.out
     );
 }
+
+#[test]
+fn json_schema_constrains_the_output() {
+    let schema = r#"{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"],"additionalProperties":false}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schema.json");
+    std::fs::write(&file, schema).unwrap();
+    for args in [&["-j", schema][..], &["-jf", file.to_str().unwrap()]] {
+        let mut a = vec!["-no-cnv", "-p", "Data:", "-n", "40", "--no-display-prompt"];
+        a.extend_from_slice(args);
+        let r = cli(&a, "");
+        assert!(r.ok, "{args:?}: {}", r.err);
+        let v: serde_json::Value = serde_json::from_str(r.out.trim())
+            .unwrap_or_else(|e| panic!("{args:?}: {:?} is not JSON: {e}", r.out));
+        assert!(v["a"].is_i64(), "{v}");
+        assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+    }
+    for (args, named) in [
+        (&["-j", "{bad"][..], "--json-schema: not valid JSON"),
+        (&["-j", r#"{"type":"frob"}"#], "--json-schema"),
+        (&["-j", "{}", "--grammar", "root ::= \"x\""], "not both"),
+        (&["-jf", "/no/such.json"], "/no/such.json"),
+    ] {
+        let mut a = vec!["-no-cnv", "-p", "x", "-n", "4"];
+        a.extend_from_slice(args);
+        let r = cli(&a, "");
+        assert!(!r.ok && r.err.contains(named), "{args:?}: {}", r.err);
+    }
+}
