@@ -2,7 +2,7 @@
 //! (mean and spread of overall scores, pairwise preference accuracy, paraphrase invariance).
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use acap::eval::{Evaluation, Evaluator, EvaluatorParams, Rubric};
@@ -29,9 +29,14 @@ pub struct JudgeOptions {
     /// A JSONL batch: prompt, response, optional id, group (paraphrases), pair + preferred.
     #[arg(long)]
     pub jsonl: Option<PathBuf>,
-    /// Where the batch's JSONL results go (default stdout).
+    /// Where the batch's JSONL results go (default stdout); each line is written and flushed
+    /// as soon as it is scored.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
+    /// Keep the lines already in `-o FILE` and score only the ids not in it (after a crash or
+    /// an interrupt); the summary covers the lines scored in this run.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
     /// Print the single evaluation as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -89,6 +94,20 @@ fn as_key(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     }
+}
+
+/// The ids (as JSON text) of the scored lines already in `path` (missing file: none).
+fn scored_ids(path: &std::path::Path) -> Result<std::collections::HashSet<String>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("-o {}: {e}", path.display())),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("id").filter(|id| !id.is_null()).map(Value::to_string))
+        .collect())
 }
 
 fn parse_item(line: usize, text: &str) -> Result<Item, String> {
@@ -330,19 +349,34 @@ pub fn run(o: &JudgeOptions) -> Result<(), String> {
     if items.is_empty() {
         return Err("--jsonl: no valid lines to evaluate".into());
     }
+    if o.resume {
+        let path = o.output.as_ref().expect("clap requires -o with --resume");
+        let done = scored_ids(path)?;
+        let before = items.len();
+        items.retain(|i| i.id.is_null() || !done.contains(&i.id.to_string()));
+        eprintln!(
+            "judge: --resume: {} of {before} lines already in {}, {} to score",
+            before - items.len(),
+            path.display(),
+            items.len()
+        );
+    }
     let mut out: Box<dyn Write> = match &o.output {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).map_err(|e| format!("-o {}: {e}", p.display()))?,
-        )),
+        Some(p) => {
+            let mut f = std::fs::OpenOptions::new();
+            if o.resume {
+                f.append(true).create(true);
+            } else {
+                f.write(true).create(true).truncate(true);
+            }
+            Box::new(f.open(p).map_err(|e| format!("-o {}: {e}", p.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
-    let progress = std::io::stderr().is_terminal();
     let mut results = Vec::new();
     let total = items.len();
+    let mut progress = crate::progress::Progress::new("judge", total);
     for (k, item) in items.into_iter().enumerate() {
-        if progress {
-            eprint!("\rjudge: {}/{total}", k + 1);
-        }
         let e = evaluator
             .evaluate(&item.prompt, &item.response)
             .map_err(|e| format!("line {}: {e}", item.line))?;
@@ -356,13 +390,13 @@ pub fn run(o: &JudgeOptions) -> Result<(), String> {
             v["pair"] = json!(p);
             v["preferred"] = json!(item.preferred);
         }
-        writeln!(out, "{v}").map_err(|e| e.to_string())?;
+        // One line at a time, flushed: a crash loses at most the line being scored.
+        writeln!(out, "{v}")
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("-o: {e}"))?;
         results.push((item, e));
+        progress.set(k + 1);
     }
-    if progress {
-        eprintln!();
-    }
-    out.flush().map_err(|e| e.to_string())?;
     let s = summary(&results, skipped);
     eprint!("{}", summary_text(&s));
     eprintln!("judge: summary {s}");

@@ -12,6 +12,7 @@ pub mod escape;
 pub mod judge;
 pub mod llama_cli;
 pub mod llama_flags;
+pub mod progress;
 
 /// Warns, as llama.cpp does, when `model` has no chat template and none was chosen: prompts are
 /// then rendered as chatml.

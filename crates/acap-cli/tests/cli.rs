@@ -748,6 +748,37 @@ fn judge_single_pair_and_jsonl_batch() {
         })
         .collect();
     assert_eq!(ids, [1, 2, 4, 5, 7]);
+    // Progress is logged when stderr is not a terminal.
+    assert!(r.err.contains("judge: 5/5 (100%)"), "{}", r.err);
+
+    // --resume keeps what is there and scores only the missing ids, appending.
+    let kept: Vec<&str> = out.lines().take(2).collect();
+    std::fs::write(&output, kept.join("\n") + "\n").unwrap();
+    let r = with(&[
+        "--jsonl",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(r.ok, "{}", r.err);
+    assert!(r.err.contains("2 of 5 lines already in"), "{}", r.err);
+    let again = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        again.starts_with(&(kept.join("\n") + "\n")),
+        "the kept lines stay"
+    );
+    let ids: Vec<i64> = again
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, [1, 2, 4, 5, 7], "each id once");
+    let r = with(&["--jsonl", input.to_str().unwrap(), "--resume"]);
+    assert!(!r.ok && r.err.contains("--output"), "{}", r.err);
 
     // --strict: the first malformed line is fatal and named.
     let r = with(&["--jsonl", input.to_str().unwrap(), "--strict"]);
@@ -847,6 +878,16 @@ fn axis_extract_calibrate_inspect_from_the_command_line() {
             serde_json::from_str(&std::fs::read_to_string(p("stats.json")).unwrap()).unwrap();
         let expected = if f == "plain.txt" { 4 } else { 2 }; // "short" is filtered out
         assert_eq!(stats["n_samples"], expected, "{f}");
+        if f == "plain.txt" {
+            assert!(
+                r.err
+                    .contains("using 4 of 5 prompts; dropped 1 shorter than 20"),
+                "{}",
+                r.err
+            );
+            // Progress is logged when stderr is not a terminal.
+            assert!(r.err.contains("extract: "), "{}", r.err);
+        }
         assert_eq!(stats["capping_layers"], serde_json::json!([2, 3, 4, 5, 6]));
         assert_eq!(stats["hidden_size"], 256);
         assert_eq!(stats["threshold_percentile"], 25.0);

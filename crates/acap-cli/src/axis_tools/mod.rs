@@ -2,7 +2,6 @@
 //! prompt sets, stats JSON, and `.npy` / `.safetensors` readers.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use acap::axis::normalise;
@@ -94,7 +93,21 @@ pub fn load_prompts(path: &Path, sample: Option<usize>, seed: u64) -> Result<Vec
         }
     }
     let total = prompts.len();
+    let short = prompts
+        .iter()
+        .filter(|p| p.chars().count() < *PROMPT_CHARS.start())
+        .count();
     prompts.retain(|p| PROMPT_CHARS.contains(&p.chars().count()));
+    let long = total - short - prompts.len();
+    if short + long > 0 {
+        eprintln!(
+            "--prompts {}: using {} of {total} prompts; dropped {short} shorter than {} and {long} longer than {} characters",
+            path.display(),
+            prompts.len(),
+            PROMPT_CHARS.start(),
+            PROMPT_CHARS.end()
+        );
+    }
     if prompts.is_empty() {
         return Err(format!(
             "--prompts {}: no prompts of {}..={} characters ({total} read)",
@@ -118,20 +131,10 @@ pub fn load_prompts(path: &Path, sample: Option<usize>, seed: u64) -> Result<Vec
 }
 
 fn progress_bar(label: &'static str) -> impl FnMut(usize, usize) {
-    let tty = std::io::stderr().is_terminal();
+    let mut p: Option<crate::progress::Progress> = None;
     move |done, total| {
-        if tty {
-            let width = 30;
-            let filled = done * width / total.max(1);
-            eprint!(
-                "\r{label} [{}{}] {done}/{total}",
-                "#".repeat(filled),
-                ".".repeat(width - filled)
-            );
-            if done == total {
-                eprintln!();
-            }
-        }
+        p.get_or_insert_with(|| crate::progress::Progress::new(label, total))
+            .set(done);
     }
 }
 
