@@ -25,6 +25,7 @@ pub mod extraction;
 mod generation;
 pub mod layers;
 mod llama;
+mod lora;
 mod model;
 mod quantize;
 mod sampling;
@@ -48,6 +49,7 @@ pub use error::{
     TokenizeError,
 };
 pub use layers::LayerRange;
+pub use lora::LoraAdapter;
 pub use model::{MetadataOverride, Model, ModelInfo, ModelParams, Token};
 pub use quantize::{QuantType, quantize};
 pub use sampling::{Sampler, SamplerKind, SamplingParams, json_schema_to_grammar};

@@ -39,6 +39,8 @@ pub(crate) struct Context {
     eval_callback: bool,
     /// Which blocks offer an `l_out` tensor, once a probe decode has shown it.
     hook_points: Option<Vec<bool>>,
+    /// The LoRA adapters applied to the context, kept alive while it uses them.
+    _lora: Vec<std::sync::Arc<crate::LoraAdapter>>,
 }
 
 // SAFETY: a llama context has no thread affinity; `Context` owns it exclusively (with its
@@ -186,6 +188,46 @@ impl Context {
                 sys::llama_n_seq_max(ctx.as_ptr()),
             )
         };
+        if !params.lora.is_empty() {
+            if let Some((a, _)) = params
+                .lora
+                .iter()
+                .find(|(a, _)| a.model().raw() != model.raw())
+            {
+                // SAFETY: a context we own and have not handed out.
+                unsafe { sys::llama_free(ctx.as_ptr()) };
+                // SAFETY: from `Box::leak` above; the freed context no longer holds it.
+                drop(unsafe { Box::from_raw(hooks.as_ptr()) });
+                return Err(SessionError::BadParam {
+                    name: "lora",
+                    value: a.path().display().to_string(),
+                    reason: "the adapter was loaded for another model",
+                });
+            }
+            let mut adapters: Vec<*mut sys::llama_adapter_lora> =
+                params.lora.iter().map(|(a, _)| a.raw()).collect();
+            let mut scales: Vec<f32> = params.lora.iter().map(|(_, s)| *s).collect();
+            // SAFETY: a live context; both arrays hold `len` entries; the adapters belong to
+            // this model and live as long as the context (kept in `_lora`).
+            let code = unsafe {
+                sys::llama_set_adapters_lora(
+                    ctx.as_ptr(),
+                    adapters.as_mut_ptr(),
+                    adapters.len(),
+                    scales.as_mut_ptr(),
+                )
+            };
+            if code != 0 {
+                // SAFETY: as above.
+                unsafe { sys::llama_free(ctx.as_ptr()) };
+                // SAFETY: as above.
+                drop(unsafe { Box::from_raw(hooks.as_ptr()) });
+                return Err(SessionError::Create {
+                    n_ctx: params.n_ctx,
+                    reason: format!("llama.cpp refused the LoRA adapters (code {code})"),
+                });
+            }
+        }
         // SAFETY: allocates arrays for `n_batch` tokens with one sequence id each; freed in
         // `Drop`.
         let batch = unsafe { sys::llama_batch_init(n_batch as i32, 0, 1) };
@@ -203,6 +245,7 @@ impl Context {
             n_seq_max,
             eval_callback: params.eval_callback,
             hook_points: None,
+            _lora: params.lora.iter().map(|(a, _)| a.clone()).collect(),
         })
     }
 

@@ -37,6 +37,8 @@ pub struct SessionParams {
     /// Where the cap runs; `None` takes `ACAP_CAP_PATH` from the environment (`auto` when
     /// unset): see [`CapPath`].
     pub cap_path: Option<CapPath>,
+    /// LoRA adapters and their scales (`--lora`, `--lora-scaled`), for this session's model.
+    pub lora: Vec<(std::sync::Arc<crate::LoraAdapter>, f32)>,
 }
 
 impl Default for SessionParams {
@@ -54,6 +56,7 @@ impl Default for SessionParams {
             capping: None,
             eval_callback: true,
             cap_path: None,
+            lora: Vec::new(),
         }
     }
 }

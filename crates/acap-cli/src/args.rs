@@ -194,6 +194,8 @@ model and context:
   --no-mmap                              read the model into memory instead of mapping it
   --mmap                                 map the model file (default)
   --mlock                                keep the model in RAM
+  --lora FNAME                           apply a LoRA adapter (repeatable)
+  --lora-scaled FNAME SCALE              apply a LoRA adapter with a scale (repeatable)
   --override-kv KEY=TYPE:VALUE           replace a model metadata entry (repeatable; TYPE int, float, bool, str)
   --no-warmup, --warmup                  accepted; acap does no warm-up run
   --keep N                               accepted with a warning: acap does not shift the context
@@ -355,6 +357,12 @@ pub struct CliArgs {
     /// llama-cli's tokens kept on a context shift; acap does not shift (warned).
     #[arg(long = "keep", allow_negative_numbers = true)]
     pub keep: Option<i64>,
+    /// A LoRA adapter applied with scale 1 (repeatable).
+    #[arg(long = "lora")]
+    pub lora: Vec<PathBuf>,
+    /// A LoRA adapter and its scale (`--lora-scaled FNAME SCALE`, repeatable).
+    #[arg(long = "lora-scaled", num_args = 2, value_names = ["FNAME", "SCALE"], allow_negative_numbers = true)]
+    pub lora_scaled: Vec<String>,
     /// llama-cli's warm-up decode; acap has none to skip.
     #[arg(long = "no-warmup")]
     pub no_warmup: bool,

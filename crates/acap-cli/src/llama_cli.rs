@@ -61,6 +61,34 @@ fn read_file(flag: &str, path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// The adapters of `--lora` (scale 1) and `--lora-scaled FNAME SCALE`, loaded for `model`.
+fn lora_adapters(
+    model: &Model,
+    a: &CliArgs,
+) -> Result<Vec<(std::sync::Arc<acap::LoraAdapter>, f32)>, String> {
+    let mut out = Vec::new();
+    let load = |flag: &str, path: &Path| {
+        acap::LoraAdapter::load(model, path)
+            .map(std::sync::Arc::new)
+            .map_err(|e| format!("{flag} {}: {e}", path.display()))
+    };
+    for path in &a.lora {
+        out.push((load("--lora", path)?, 1.0));
+    }
+    for pair in a.lora_scaled.chunks(2) {
+        let [path, scale] = pair else {
+            return Err("--lora-scaled needs FNAME SCALE".into());
+        };
+        let scale: f32 = scale
+            .parse()
+            .ok()
+            .filter(|s: &f32| s.is_finite())
+            .ok_or_else(|| format!("--lora-scaled {path} {scale}: the scale is not a number"))?;
+        out.push((load("--lora-scaled", Path::new(path))?, scale));
+    }
+    Ok(out)
+}
+
 /// Everything about capping the user asked for, validated before the model is loaded.
 fn cap_config(a: &CliArgs) -> Result<Option<CapConfig>, String> {
     if a.acap_stats && a.cap.acap.is_empty() {
@@ -271,6 +299,7 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
     }
     let mut sp = a.context.session_params(model.info().n_ctx_train)?;
     sp.capping = cap;
+    sp.lora = lora_adapters(&model, &a)?;
     let mut session = Session::new(&model, sp).map_err(|e| match e {
         SessionError::Cap(e) => cap_error(&e, Names::FLAGS),
         e => e.to_string(),

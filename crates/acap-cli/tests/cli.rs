@@ -1719,3 +1719,51 @@ fn json_schema_constrains_the_output() {
         assert!(!r.ok && r.err.contains(named), "{args:?}: {}", r.err);
     }
 }
+
+/// A rank-4 LoRA adapter for the tiny model's attention query weights, seeded.
+fn lora_file(dir: &Path, name: &str, arch: &str) -> String {
+    use acap::gguf::GgufWriter;
+    let mut w = GgufWriter::new();
+    w.set("general.type", "adapter").unwrap();
+    w.set("general.architecture", arch).unwrap();
+    w.set("adapter.type", "lora").unwrap();
+    w.set("adapter.lora.alpha", 4.0f32).unwrap();
+    let (n_embd, rank) = (256u64, 4u64);
+    for l in 0..8u64 {
+        let name = format!("blk.{l}.attn_q.weight");
+        let a = acap_testkit::random_vector(100 + l, (n_embd * rank) as usize);
+        let b = acap_testkit::random_vector(200 + l, (n_embd * rank) as usize);
+        w.add_f32(&format!("{name}.lora_a"), &[n_embd, rank], &a)
+            .unwrap();
+        w.add_f32(&format!("{name}.lora_b"), &[rank, n_embd], &b)
+            .unwrap();
+    }
+    let path = dir.join(name);
+    w.write_file(&path).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn lora_adapters_apply_with_their_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let lora = lora_file(dir.path(), "q.gguf", "llama");
+    let plain = complete(&[]);
+    let on = complete(&["--lora", &lora]);
+    assert!(on.ok, "{}", on.err);
+    assert_ne!(on.out, plain.out, "the adapter changes the text");
+    assert_eq!(complete(&["--lora-scaled", &lora, "1"]).out, on.out);
+    assert_eq!(
+        complete(&["--lora-scaled", &lora, "0"]).out,
+        plain.out,
+        "scale 0 is no adapter"
+    );
+    let wrong = lora_file(dir.path(), "qwen.gguf", "qwen2");
+    for (args, named) in [
+        (vec!["--lora", wrong.as_str()], "qwen.gguf"),
+        (vec!["--lora", "/no/such/lora.gguf"], "/no/such/lora.gguf"),
+        (vec!["--lora-scaled", lora.as_str(), "big"], "big"),
+    ] {
+        let r = complete(&args);
+        assert!(!r.ok && r.err.contains(named), "{args:?}: {}", r.err);
+    }
+}
