@@ -20,8 +20,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 # The capping, batch-engine and C tests again with the cap computed as a ggml graph (the path
-# GPU tensors take, here on the CPU backend).
-ACAP_CAP_PATH=graph cargo test --locked --test integration -- capping batch cap_path alloc_free \
-    2>&1 | tee -a "$log"
-ACAP_CAP_PATH=graph cargo test --locked -p acap-ffi 2>&1 | tee -a "$log"
+# GPU tensors take, here on the CPU backend). `--workspace` keeps the feature set of the run
+# above, so nothing is rebuilt.
+ACAP_CAP_PATH=graph cargo test --workspace --locked --test integration \
+    -- capping batch cap_path alloc_free 2>&1 | tee -a "$log"
+ACAP_CAP_PATH=graph cargo test --workspace --locked --test c_api 2>&1 | tee -a "$log"
 awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$log"

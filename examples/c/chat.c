@@ -57,7 +57,7 @@ static int32_t print_and_keep(void *user_data, const char *text, size_t len) {
 }
 
 int main(int argc, char **argv) {
-  const char *model_path = NULL, *system = NULL;
+  const char *model_path = NULL, *system = NULL, *chat_template = NULL;
   const char *axis_paths[16];
   int n_axes = 0;
   acap_cap_params cap = acap_cap_params_default();
@@ -77,6 +77,7 @@ int main(int argc, char **argv) {
       cap.layer_end = atoi(argv[++i]);
     } else if (!strcmp(a, "--acap-alpha") && more) cap.alpha = strtof(argv[++i], NULL);
     else if (!strcmp(a, "-sys") && more) system = argv[++i];
+    else if (!strcmp(a, "--chat-template") && more) chat_template = argv[++i];
     else if (!strcmp(a, "-n") && more) gp.max_tokens = atoi(argv[++i]);
     else if (!strcmp(a, "--temp") && more) gp.sampling.temperature = strtof(argv[++i], NULL);
     else if (!strcmp(a, "-c") && more) sp.n_ctx = (uint32_t)atoi(argv[++i]);
@@ -87,7 +88,7 @@ int main(int argc, char **argv) {
     }
   }
   if (!model_path) {
-    fprintf(stderr, "usage: %s -m MODEL [--acap AXIS]... [options]\n", argv[0]);
+    fprintf(stderr, "usage: %s -m MODEL [--acap AXIS]... [--chat-template NAME] [options]\n", argv[0]);
     return 2;
   }
 
@@ -128,7 +129,7 @@ int main(int argc, char **argv) {
     n++;
     text_buf reply = {0};
     acap_generation_stats st;
-    r = acap_session_chat(session, msgs, n, NULL, &gp, print_and_keep, &reply, &st);
+    r = acap_session_chat(session, msgs, n, chat_template, &gp, print_and_keep, &reply, &st);
     printf("\n");
     if (r != ACAP_OK) {
       free(reply.buf);

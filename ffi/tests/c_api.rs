@@ -312,6 +312,45 @@ fn c_chat_example_runs_a_capped_conversation() {
     assert!(out.status.success(), "chat failed: {stderr}");
     // Telemetry after each turn: two turns, 5 capped blocks.
     assert_eq!(stderr.matches("capped rows").count(), 2, "{stderr}");
+    // --chat-template picks another template (another prompt, another reply); a bad one is named.
+    let run = |template: &str| {
+        let mut child = Command::new(&exe)
+            .arg("-m")
+            .arg(&f.model)
+            .args(["-n", "16", "--temp", "0", "-t", "1", "-c", "256"])
+            .args(["--chat-template", template])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"Tell me about cats.\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let (chatml, llama3) = (run("chatml"), run("llama3"));
+    assert!(
+        chatml.status.success(),
+        "{}",
+        String::from_utf8_lossy(&chatml.stderr)
+    );
+    assert!(
+        llama3.status.success(),
+        "{}",
+        String::from_utf8_lossy(&llama3.stderr)
+    );
+    assert_ne!(chatml.stdout, llama3.stdout);
+    let bad = run("no-such-template");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("no-such-template"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     // Bad axis file: one line naming it, exit 1.
     let out = Command::new(&exe)
         .arg("-m")

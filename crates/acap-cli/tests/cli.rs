@@ -978,6 +978,33 @@ fn axis_extract_calibrate_inspect_from_the_command_line() {
         "{}",
         r.out
     );
+    // Another template changes the prompts' states; an unknown one is named.
+    let inspect = |template: &str| {
+        run_with(
+            bin,
+            &[
+                "axis",
+                "inspect",
+                &p("cal.gguf"),
+                "-m",
+                m,
+                "--prompts",
+                &p("plain.txt"),
+                "--chat-template",
+                template,
+            ],
+            "",
+        )
+    };
+    let (chatml, llama3) = (inspect("chatml"), inspect("llama3"));
+    assert!(chatml.ok && llama3.ok, "{}{}", chatml.err, llama3.err);
+    assert_ne!(chatml.out, llama3.out);
+    let bad = inspect("no-such-template");
+    assert!(
+        !bad.ok && bad.err.contains("no-such-template"),
+        "{}",
+        bad.err
+    );
 
     // Bad inputs: named, exit 1.
     let fail = |extra: &[&str], prompts: &str, needle: &str| {

@@ -12,6 +12,7 @@ pub fn projection_report(
     model: &Path,
     prompts: &Path,
     system: Option<&str>,
+    chat_template: Option<&str>,
     cli_threshold: Option<f32>,
     n_gpu_layers: i32,
 ) -> Result<String, String> {
@@ -19,7 +20,7 @@ pub fn projection_report(
     let thresholds = axes.thresholds(cli_threshold).map_err(|e| e.to_string())?;
     let prompts = load_prompts(prompts, None, 0)?;
     let model = load_model(model, n_gpu_layers)?;
-    crate::warn_chatml_fallback(&model, None);
+    crate::warn_chatml_fallback(&model, chat_template);
     if axes.n_embd() != model.n_embd() as usize {
         return Err(format!(
             "axis n_embd {} does not match the model's n_embd {}",
@@ -27,8 +28,11 @@ pub fn projection_report(
             model.n_embd()
         ));
     }
-    let states = persona_states(&model, &prompts, system, &ExtractParams::default())
-        .map_err(|e| e.to_string())?;
+    let params = ExtractParams {
+        template: chat_template.map(str::to_owned),
+        ..ExtractParams::default()
+    };
+    let states = persona_states(&model, &prompts, system, &params).map_err(|e| e.to_string())?;
     let mut out = format!(
         "projections of {} prompts on the unit axes{}:\nlayer         min         p25         p50         p75         max         tau  above tau\n",
         prompts.len(),

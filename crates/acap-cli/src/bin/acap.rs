@@ -134,6 +134,10 @@ enum AxisCommand {
         /// System prompt for --prompts (TEXT or @FILE).
         #[arg(long = "system", requires = "prompts")]
         system: Option<String>,
+        /// Chat template for --prompts: a built-in name or template text (default: the
+        /// model's, chatml when it has none).
+        #[arg(long = "chat-template", requires = "prompts")]
+        chat_template: Option<String>,
     },
     /// Makes an axis on the deployed model: mean(generic) - mean(persona) of the last prompt
     /// token's block outputs, thresholds at a percentile of the persona projections.
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
                     acap_threshold,
                     prompts,
                     system,
+                    chat_template,
                 },
         } => inspect(&files, model.as_deref(), acap_threshold).and_then(|()| {
             acap_cli::out!("{}", acap_cli::axis_tools::cosine_report(&files)?);
@@ -202,6 +207,7 @@ fn main() -> ExitCode {
                     &model,
                     &prompts,
                     system.as_deref(),
+                    chat_template.as_deref(),
                     acap_threshold,
                     0
                 )?
