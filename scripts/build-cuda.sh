@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out=target/cuda
+out=${ACAP_CUDA_OUT:-target/cuda}   # absolute, to build from a git worktree into this one
 venv=$out/venv
 arch=${CMAKE_CUDA_ARCHITECTURES:-90-real}   # H100/H200 machine code only: the smallest binary
 
