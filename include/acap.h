@@ -169,6 +169,12 @@ typedef enum acap_stop_reason {
 typedef struct acap_axes acap_axes;
 
 /**
+ * A chat template resolved for one model by `acap_chat_template_new`, released by
+ * `acap_chat_template_free`. Thread-safe to share once made.
+ */
+typedef struct acap_chat_template acap_chat_template;
+
+/**
  * Control vectors (`--control-vector-scaled FILE SCALE`), summed and applied to a session
  * with `acap_session_set_control_vector`. Released by `acap_control_vector_free`.
  */
@@ -230,73 +236,18 @@ typedef struct acap_axes_info {
 } acap_axes_info;
 
 /**
- * How to evaluate. Start from `acap_evaluator_params_default()`.
+ * One chat message. Both strings are borrowed for the duration of the call.
  */
-typedef struct acap_evaluator_params {
+typedef struct acap_chat_message {
   /**
-   * 6 (default) or 5 (the v8 model card) dimensions.
+   * `"system"`, `"user"` or `"assistant"`.
    */
-  uint32_t dimensions;
+  const char *role;
   /**
-   * The system prompt the model was trained with, or NULL for acap's own. Borrowed.
+   * The text.
    */
-  const char *system_prompt;
-  /**
-   * Temperature (default 0.3).
-   */
-  float temperature;
-  /**
-   * Seed; `ACAP_SEED_RANDOM` picks one.
-   */
-  uint32_t seed;
-  /**
-   * Most tokens of the answer (default 1000).
-   */
-  uint32_t max_tokens;
-} acap_evaluator_params;
-
-/**
- * How to extract an axis. Start from `acap_extract_params_default()`.
- */
-typedef struct acap_extract_params {
-  /**
-   * The persona system prompt (required). Borrowed.
-   */
-  const char *persona_system;
-  /**
-   * Generic system prompts (NULL or "" entries mean no system prompt); NULL with 0 for the
-   * default (one condition without a system prompt). Borrowed.
-   */
-  const char *const *generic_systems;
-  /**
-   * Number of `generic_systems`.
-   */
-  size_t n_generic_systems;
-  /**
-   * Prompt tokens kept (default 512).
-   */
-  uint32_t max_tokens;
-  /**
-   * First capping layer (`<= 0`: block 1).
-   */
-  int32_t layer_start;
-  /**
-   * Last capping layer (`<= 0`: the last block).
-   */
-  int32_t layer_end;
-  /**
-   * Threshold percentile of the persona projections (default 25).
-   */
-  float percentile;
-  /**
-   * Sequences decoded together (default 8).
-   */
-  uint32_t batch_sequences;
-  /**
-   * Threads (0: all cores).
-   */
-  uint32_t threads;
-} acap_extract_params;
+  const char *content;
+} acap_chat_message;
 
 /**
  * How tokens are picked. Defaults (`acap_generate_params_default`) are llama-cli's.
@@ -407,18 +358,73 @@ typedef struct acap_generation_stats {
 } acap_generation_stats;
 
 /**
- * One chat message. Both strings are borrowed for the duration of the call.
+ * How to evaluate. Start from `acap_evaluator_params_default()`.
  */
-typedef struct acap_chat_message {
+typedef struct acap_evaluator_params {
   /**
-   * `"system"`, `"user"` or `"assistant"`.
+   * 6 (default) or 5 (the v8 model card) dimensions.
    */
-  const char *role;
+  uint32_t dimensions;
   /**
-   * The text.
+   * The system prompt the model was trained with, or NULL for acap's own. Borrowed.
    */
-  const char *content;
-} acap_chat_message;
+  const char *system_prompt;
+  /**
+   * Temperature (default 0.3).
+   */
+  float temperature;
+  /**
+   * Seed; `ACAP_SEED_RANDOM` picks one.
+   */
+  uint32_t seed;
+  /**
+   * Most tokens of the answer (default 1000).
+   */
+  uint32_t max_tokens;
+} acap_evaluator_params;
+
+/**
+ * How to extract an axis. Start from `acap_extract_params_default()`.
+ */
+typedef struct acap_extract_params {
+  /**
+   * The persona system prompt (required). Borrowed.
+   */
+  const char *persona_system;
+  /**
+   * Generic system prompts (NULL or "" entries mean no system prompt); NULL with 0 for the
+   * default (one condition without a system prompt). Borrowed.
+   */
+  const char *const *generic_systems;
+  /**
+   * Number of `generic_systems`.
+   */
+  size_t n_generic_systems;
+  /**
+   * Prompt tokens kept (default 512).
+   */
+  uint32_t max_tokens;
+  /**
+   * First capping layer (`<= 0`: block 1).
+   */
+  int32_t layer_start;
+  /**
+   * Last capping layer (`<= 0`: the last block).
+   */
+  int32_t layer_end;
+  /**
+   * Threshold percentile of the persona projections (default 25).
+   */
+  float percentile;
+  /**
+   * Sequences decoded together (default 8).
+   */
+  uint32_t batch_sequences;
+  /**
+   * Threads (0: all cores).
+   */
+  uint32_t threads;
+} acap_extract_params;
 
 /**
  * An acap token id.
@@ -660,6 +666,59 @@ void acap_control_vector_free(struct acap_control_vector *cv);
 const char *acap_last_error_message(void);
 
 /**
+ * Resolves the chat template for `model` in llama.cpp's order: `name` (a built-in name such
+ * as `"llama3"` or `"chatml"`, or a template text; rendered as Jinja with `jinja` when it is
+ * not a built-in), else the Jinja template in the file `file_path`, else the model's own
+ * template (as Jinja when llama.cpp's built-in renderers do not recognise it, or always with
+ * `jinja`), else chatml (then `acap_chat_template_is_fallback` is true: tell the user, as
+ * llama.cpp does). `name` and `file_path` may be NULL, not both non-NULL.
+ *
+ * On success `*template_out` receives a new object released with `acap_chat_template_free`.
+ * `ACAP_CHAT_TEMPLATE` for an unknown name, a file that cannot be read, or a Jinja template
+ * that does not parse (the message names `name` or `file_path`). Thread-safe.
+ */
+enum acap_result acap_chat_template_new(const struct acap_model *model, const char *name, const char *file_path, bool jinja, struct acap_chat_template **template_out);
+
+/**
+ * Releases a template. NULL is a no-op.
+ * Thread-safety: no other call may use the object meanwhile.
+ */
+void acap_chat_template_free(struct acap_chat_template *template_);
+
+/**
+ * Whether `template` is the chatml fallback for a model without a template (false for
+ * NULL). Thread-safe.
+ */
+bool acap_chat_template_is_fallback(const struct acap_chat_template *template_);
+
+/**
+ * Whether `template` is rendered as Jinja (false for NULL). Thread-safe.
+ */
+bool acap_chat_template_is_jinja(const struct acap_chat_template *template_);
+
+/**
+ * Where `template` came from (`"the model's chat template"`, `"chatml"`,
+ * `"file_path FILE"`, ...), owned by the template; NULL for NULL. Thread-safe.
+ */
+const char *acap_chat_template_origin(const struct acap_chat_template *template_);
+
+/**
+ * Renders a conversation with `template` (made for `model`); with `add_assistant` the text
+ * ends with the header that starts the assistant's reply.
+ *
+ * On success `*prompt_out` receives a new string released with `acap_string_free`.
+ * `ACAP_CHAT_TEMPLATE` when a Jinja template fails to render. Thread-safe.
+ */
+enum acap_result acap_chat_template_apply(const struct acap_chat_template *template_, const struct acap_model *model, const struct acap_chat_message *messages, size_t n_messages, bool add_assistant, char **prompt_out);
+
+/**
+ * `acap_session_chat` with a template from `acap_chat_template_new` (for the session's
+ * model) instead of a template name: the way to use Jinja templates and template files.
+ * Thread-safety: one call per session at a time (a concurrent one returns `ACAP_BUSY`).
+ */
+enum acap_result acap_session_chat_with(struct acap_session *session, const struct acap_chat_message *messages, size_t n_messages, const struct acap_chat_template *template_, const struct acap_generate_params *params, acap_text_callback callback, void *user_data, struct acap_generation_stats *stats_out);
+
+/**
  * The reference settings: 6 dimensions, acap's system prompt, temperature 0.3, random seed,
  * 1000 tokens (frequency penalty 0.5 and the forcing grammar are always applied).
  * Thread-safe.
@@ -854,9 +913,12 @@ enum acap_result acap_model_detokenize(const struct acap_model *model, const aca
  * such as `"llama3"`, or a template text llama.cpp recognises) when it is not NULL. With
  * `add_assistant` the text ends with the header that starts the assistant's reply.
  *
+ * A model without a template and no `template` given renders with chatml, as llama.cpp
+ * does; `acap_chat_template_new` says when that happens and also takes Jinja templates and
+ * template files.
+ *
  * On success `*prompt_out` receives a new string released with `acap_string_free`.
- * `ACAP_CHAT_TEMPLATE` when the model has no template and none is given, or the template is
- * unknown. Thread-safe.
+ * `ACAP_CHAT_TEMPLATE` when the template is unknown. Thread-safe.
  */
 enum acap_result acap_model_apply_chat_template(const struct acap_model *model, const struct acap_chat_message *messages, size_t n_messages, const char *template_name, bool add_assistant, char **prompt_out);
 

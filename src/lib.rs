@@ -22,6 +22,7 @@ mod chat;
 mod error;
 pub mod eval;
 pub mod extraction;
+mod files;
 mod generation;
 pub mod layers;
 mod llama;
@@ -48,6 +49,7 @@ pub use error::{
     ChatError, DecodeError, Error, LoadError, QuantizeError, SamplerError, SessionError,
     TokenizeError,
 };
+pub use files::read_text_bounded;
 pub use layers::LayerRange;
 pub use lora::LoraAdapter;
 pub use model::{MetadataOverride, Model, ModelInfo, ModelParams, Token};

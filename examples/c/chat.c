@@ -57,7 +57,8 @@ static int32_t print_and_keep(void *user_data, const char *text, size_t len) {
 }
 
 int main(int argc, char **argv) {
-  const char *model_path = NULL, *system = NULL, *chat_template = NULL;
+  const char *model_path = NULL, *system = NULL, *chat_template = NULL, *template_file = NULL;
+  bool jinja = false;
   const char *axis_paths[16];
   int n_axes = 0;
   acap_cap_params cap = acap_cap_params_default();
@@ -78,6 +79,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--acap-alpha") && more) cap.alpha = strtof(argv[++i], NULL);
     else if (!strcmp(a, "-sys") && more) system = argv[++i];
     else if (!strcmp(a, "--chat-template") && more) chat_template = argv[++i];
+    else if (!strcmp(a, "--chat-template-file") && more) template_file = argv[++i];
+    else if (!strcmp(a, "--jinja")) jinja = true;
     else if (!strcmp(a, "-n") && more) gp.max_tokens = atoi(argv[++i]);
     else if (!strcmp(a, "--temp") && more) gp.sampling.temperature = strtof(argv[++i], NULL);
     else if (!strcmp(a, "-c") && more) sp.n_ctx = (uint32_t)atoi(argv[++i]);
@@ -88,7 +91,7 @@ int main(int argc, char **argv) {
     }
   }
   if (!model_path) {
-    fprintf(stderr, "usage: %s -m MODEL [--acap AXIS]... [--chat-template NAME] [options]\n", argv[0]);
+    fprintf(stderr, "usage: %s -m MODEL [--acap AXIS]... [--chat-template NAME | --chat-template-file F] [--jinja] [options]\n", argv[0]);
     return 2;
   }
 
@@ -101,16 +104,30 @@ int main(int argc, char **argv) {
   }
   acap_model *model = NULL;
   if ((r = acap_model_load(model_path, NULL, &model)) != ACAP_OK) return fail("load", r);
+  /* The template is resolved once, as acap-cli does; chatml when the model has none. */
+  acap_chat_template *tmpl = NULL;
+  r = acap_chat_template_new(model, chat_template, template_file, jinja, &tmpl);
+  if (r != ACAP_OK) {
+    acap_model_free(model);
+    return fail("chat template", r);
+  }
+  if (acap_chat_template_is_fallback(tmpl))
+    fprintf(stderr, "warning: the model has no chat template; using chatml "
+                    "(pass --chat-template NAME or --chat-template-file FILE)\n");
   acap_session *session = NULL;
   r = acap_session_new(model, &sp, &session);
   acap_model_free(model); /* the session keeps its own reference */
-  if (r != ACAP_OK) return fail("session", r);
+  if (r != ACAP_OK) {
+    acap_chat_template_free(tmpl);
+    return fail("session", r);
+  }
   if (axes) {
     /* Capping was asked for: never run uncapped. */
     r = acap_session_set_capping(session, axes, &cap);
     acap_axes_free(axes);
     if (r != ACAP_OK) {
       acap_session_free(session);
+      acap_chat_template_free(tmpl);
       return fail("capping", r);
     }
   }
@@ -129,7 +146,7 @@ int main(int argc, char **argv) {
     n++;
     text_buf reply = {0};
     acap_generation_stats st;
-    r = acap_session_chat(session, msgs, n, chat_template, &gp, print_and_keep, &reply, &st);
+    r = acap_session_chat_with(session, msgs, n, tmpl, &gp, print_and_keep, &reply, &st);
     printf("\n");
     if (r != ACAP_OK) {
       free(reply.buf);
@@ -153,5 +170,6 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < n; i++) free(owned[i]);
   acap_session_free(session);
+  acap_chat_template_free(tmpl);
   return status;
 }

@@ -132,7 +132,9 @@ pub extern "C" fn acap_generate_params_default() -> acap_generate_params {
 ///
 /// # Safety
 /// `p` is NULL or a valid struct whose `stop`/`grammar` pointers follow their field docs.
-unsafe fn generate_params(p: *const acap_generate_params) -> Result<GenerateParams, Failure> {
+pub(crate) unsafe fn generate_params(
+    p: *const acap_generate_params,
+) -> Result<GenerateParams, Failure> {
     // SAFETY: NULL or valid by contract.
     let p = unsafe { p.as_ref() }
         .copied()
@@ -197,7 +199,7 @@ fn c_stats(s: &GenerationStats) -> acap_generation_stats {
 }
 
 /// Adapts a C callback to the closure the engine calls.
-fn streamer(
+pub(crate) fn streamer(
     callback: acap_text_callback,
     user_data: *mut c_void,
 ) -> impl FnMut(&str) -> ControlFlow<()> {
@@ -222,7 +224,7 @@ fn streamer(
 }
 
 /// Writes optional stats.
-fn finish(stats: &GenerationStats, stats_out: *mut acap_generation_stats) {
+pub(crate) fn finish(stats: &GenerationStats, stats_out: *mut acap_generation_stats) {
     if !stats_out.is_null() {
         // SAFETY: non-NULL; the caller passes a writable struct or NULL.
         unsafe { write_out(stats_out, c_stats(stats)) };

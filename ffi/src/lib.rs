@@ -15,6 +15,7 @@
 
 mod axes;
 mod boundary;
+mod chat;
 mod evaluate;
 mod extract;
 mod generate;
@@ -25,6 +26,7 @@ mod session;
 mod version;
 
 pub use axes::{acap_axes, acap_axes_info, acap_control_vector};
+pub use chat::acap_chat_template;
 pub use evaluate::{acap_evaluation, acap_evaluator_params};
 pub use extract::acap_extract_params;
 pub use generate::{

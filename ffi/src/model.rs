@@ -293,9 +293,12 @@ pub(crate) unsafe fn chat_messages(
 /// such as `"llama3"`, or a template text llama.cpp recognises) when it is not NULL. With
 /// `add_assistant` the text ends with the header that starts the assistant's reply.
 ///
+/// A model without a template and no `template` given renders with chatml, as llama.cpp
+/// does; `acap_chat_template_new` says when that happens and also takes Jinja templates and
+/// template files.
+///
 /// On success `*prompt_out` receives a new string released with `acap_string_free`.
-/// `ACAP_CHAT_TEMPLATE` when the model has no template and none is given, or the template is
-/// unknown. Thread-safe.
+/// `ACAP_CHAT_TEMPLATE` when the template is unknown. Thread-safe.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn acap_model_apply_chat_template(
     model: *const acap_model,

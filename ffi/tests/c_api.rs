@@ -59,7 +59,14 @@ struct Fixtures {
     axis_wrong: PathBuf,
     not_axis: PathBuf,
     cvec: PathBuf,
+    /// chatml written as a Jinja template: renders exactly as llama.cpp's built-in chatml.
+    chatml_jinja: PathBuf,
+    /// A Jinja template that does not parse.
+    bad_jinja: PathBuf,
 }
+
+/// llama.cpp's chatml as Jinja.
+const CHATML_JINJA: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 fn directions(w: AxisWriter, n_embd: usize, seed: u64) -> AxisWriter {
     (2..=6u32).fold(w, |w, l| {
@@ -82,6 +89,8 @@ fn fixtures() -> Fixtures {
         .write_file(p("axis_wrong.gguf"))
         .unwrap();
     std::fs::write(p("not_axis.gguf"), b"this is not a GGUF file at all").unwrap();
+    std::fs::write(p("chatml.jinja"), CHATML_JINJA).unwrap();
+    std::fs::write(p("bad.jinja"), "{% for m in %}").unwrap();
     directions(AxisWriter::new(), 256, 500)
         .write_file(p("cvec.gguf"))
         .unwrap();
@@ -92,6 +101,8 @@ fn fixtures() -> Fixtures {
         axis_wrong: p("axis_wrong.gguf"),
         not_axis: p("not_axis.gguf"),
         cvec: p("cvec.gguf"),
+        chatml_jinja: p("chatml.jinja"),
+        bad_jinja: p("bad.jinja"),
         _dir: dir,
     }
 }
@@ -170,6 +181,8 @@ fn run_api_test(exe: &Path, f: &Fixtures, env: &[(&str, &str)]) -> Output {
             &f.axis_wrong,
             &f.not_axis,
             &f.cvec,
+            &f.chatml_jinja,
+            &f.bad_jinja,
         ])
         .envs(env.iter().copied())
         .output()

@@ -2,6 +2,8 @@
 //! (`-ngl`, `-sys`, `-cnv`, `-no-cnv`, `-st`, `-ub`); they are rewritten to their two-dash names
 //! before clap sees them, and `--help` lists them under llama-cli's spellings.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use acap_frontend::{CapArgs, ContextArgs, ControlVectorArgs, LoadArgs, SamplingArgs};
@@ -24,6 +26,9 @@ const SINGLE_DASH: &[(&str, &str)] = &[
     ("-jf", "--json-schema-file"),
 ];
 
+/// Options taking `FNAME:SCALE,...` or `FNAME SCALE`.
+const SCALED: &[&str] = &["--lora-scaled", "--control-vector-scaled"];
+
 /// How `-fa`'s optional value is spelled (older llama-cli releases took `-fa` alone).
 const FLASH_ATTN_VALUES: &[&str] = &[
     "on", "off", "auto", "true", "false", "1", "0", "enabled", "disabled",
@@ -31,15 +36,22 @@ const FLASH_ATTN_VALUES: &[&str] = &[
 
 /// Rewrites llama-cli's one-dash long options (`-ngl`, `-ub`, ...) to their two-dash names for
 /// the `acap` tool's subcommands, which take a few of llama-cli's flags.
-pub fn rewrite_one_dash(args: impl IntoIterator<Item = String>) -> Vec<String> {
+pub fn rewrite_one_dash(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     args.into_iter()
         .map(|a| {
             SINGLE_DASH
                 .iter()
-                .find(|(one, _)| *one == a)
-                .map_or(a, |&(_, two)| two.to_owned())
+                .find(|(one, _)| OsStr::new(one) == a)
+                .map_or(a, |&(_, two)| two.into())
         })
         .collect()
+}
+
+/// `--long=value`, keeping a value that is not UTF-8 (a path) as it is.
+fn with_value(long: &str, value: &OsStr) -> OsString {
+    let mut out = OsString::from(format!("{long}="));
+    out.push(value);
+    out
 }
 
 /// Whether `arg` is a number (`-5`, `-1.5`, `-inf`): a value, never a flag.
@@ -65,11 +77,24 @@ impl std::fmt::Display for ArgsError {
     }
 }
 
-/// The flags clap knows, spelled as on the command line, with their canonical `--long` name
-/// and how many values each takes.
-fn known_flags() -> Vec<(String, String, usize)> {
+/// A flag clap knows: its canonical `--long` name, how many values it takes, and whether
+/// those may be any bytes (paths) rather than UTF-8 text.
+#[derive(Clone)]
+struct Known {
+    long: String,
+    values: usize,
+    any_bytes: bool,
+}
+
+/// The flags clap knows, spelled as on the command line.
+fn known_flags() -> Vec<(String, Known)> {
     use clap::CommandFactory;
+    use clap::builder::ValueParser;
     let cmd = CliArgs::command();
+    let bytes_types = [
+        ValueParser::path_buf().type_id(),
+        ValueParser::os_string().type_id(),
+    ];
     let mut out = Vec::new();
     for arg in cmd.get_arguments() {
         let values = if arg.get_action().takes_values() {
@@ -80,12 +105,17 @@ fn known_flags() -> Vec<(String, String, usize)> {
         let Some(long) = arg.get_long().map(|l| format!("--{l}")) else {
             continue;
         };
-        out.push((long.clone(), long.clone(), values));
+        let known = Known {
+            long: long.clone(),
+            values,
+            any_bytes: bytes_types.contains(&arg.get_value_parser().type_id()),
+        };
+        out.push((long, known.clone()));
         for l in arg.get_all_aliases().unwrap_or_default() {
-            out.push((format!("--{l}"), long.clone(), values));
+            out.push((format!("--{l}"), known.clone()));
         }
         if let Some(c) = arg.get_short() {
-            out.push((format!("-{c}"), long.clone(), values));
+            out.push((format!("-{c}"), known.clone()));
         }
     }
     out
@@ -98,35 +128,53 @@ fn known_flags() -> Vec<(String, String, usize)> {
 ///
 /// # Errors
 /// [`ArgsError::Refused`] naming the flag.
-pub fn normalize(args: impl IntoIterator<Item = String>) -> Result<Vec<String>, ArgsError> {
+pub fn normalize(args: impl IntoIterator<Item = OsString>) -> Result<Vec<OsString>, ArgsError> {
     let known = known_flags();
     let lookup = |flag: &str| {
         known
             .iter()
-            .find(|(f, _, _)| f == flag)
-            .map(|(_, long, n)| (long.clone(), *n))
+            .find(|(f, _)| f == flag)
+            .map(|(_, k)| k.clone())
     };
     let mut iter = args.into_iter().peekable();
-    let mut out: Vec<String> = iter.next().into_iter().collect();
+    let mut out: Vec<OsString> = iter.next().into_iter().collect();
     while let Some(arg) = iter.next() {
-        if arg == "--" {
+        let bytes = arg.as_bytes();
+        if bytes == b"--" {
             out.push(arg);
             out.extend(iter);
             break;
         }
-        if !arg.starts_with('-') || arg == "-" || is_number(&arg) {
+        // Values (a prompt, a path in any encoding) pass as they are; clap decides whether
+        // the option they belong to takes non-UTF-8 text.
+        if !bytes.starts_with(b"-") || bytes == b"-" || arg.to_str().is_some_and(is_number) {
             out.push(arg);
             continue;
         }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
+        // `--name=value`: the name is text, the value may be any bytes.
+        let (name_bytes, inline) = match bytes.iter().position(|&b| b == b'=') {
+            Some(i) if bytes.starts_with(b"--") => (
+                &bytes[..i],
+                Some(OsStr::from_bytes(&bytes[i + 1..]).to_owned()),
+            ),
+            _ => (bytes, None),
+        };
+        let Ok(name) = std::str::from_utf8(name_bytes) else {
+            return Err(ArgsError::Refused(format!(
+                "unknown flag {} (not valid UTF-8)",
+                arg.to_string_lossy()
+            )));
         };
         let spelled = SINGLE_DASH
             .iter()
             .find(|(one, _)| *one == name)
-            .map_or(name.as_str(), |&(_, two)| two);
-        let Some((long, n)) = lookup(spelled) else {
+            .map_or(name, |&(_, two)| two);
+        let Some(Known {
+            long,
+            values: n,
+            any_bytes,
+        }) = lookup(spelled)
+        else {
             return Err(ArgsError::Refused(
                 if crate::llama_flags::LLAMA_CLI_FLAGS
                     .iter()
@@ -138,31 +186,66 @@ pub fn normalize(args: impl IntoIterator<Item = String>) -> Result<Vec<String>, 
                 },
             ));
         };
+        // `--lora-scaled` and `--control-vector-scaled` take `FNAME:SCALE,...` (one value) or,
+        // as older releases did, `FNAME SCALE` (two): two when the next argument is a number
+        // and the first does not end in `:SCALE` itself.
+        if SCALED.contains(&long.as_str()) && inline.is_none() {
+            let Some(first) = iter.next() else {
+                return Err(ArgsError::Refused(format!("{name} needs FNAME:SCALE")));
+            };
+            let first_is_pair = first
+                .to_str()
+                .and_then(|f| f.rsplit_once(':'))
+                .is_some_and(|(_, s)| is_number(s));
+            let next_is_scale = iter.peek().and_then(|v| v.to_str()).is_some_and(is_number);
+            if next_is_scale && !first_is_pair {
+                out.extend([long.into(), first]);
+                out.extend(iter.next());
+            } else {
+                out.push(with_value(&long, &first));
+            }
+            continue;
+        }
         // `-fa` alone (older llama-cli) switches flash attention on.
         if long == "--flash-attn" && inline.is_none() {
             let next_is_value = iter
                 .peek()
-                .is_some_and(|v| FLASH_ATTN_VALUES.contains(&v.as_str()));
+                .and_then(|v| v.to_str())
+                .is_some_and(|v| FLASH_ATTN_VALUES.contains(&v));
             if !next_is_value {
                 out.push("--flash-attn=on".into());
                 continue;
             }
         }
+        // clap would refuse text that is not UTF-8 without naming the option.
+        let text = |v: OsString| {
+            if any_bytes || v.to_str().is_some() {
+                Ok(v)
+            } else {
+                Err(ArgsError::Refused(format!(
+                    "{name}: the value is not valid UTF-8 ({})",
+                    v.to_string_lossy()
+                )))
+            }
+        };
         match (n, inline) {
             (0, Some(_)) => {
-                return Err(ArgsError::Refused(format!("{name} takes no value ({arg})")));
+                return Err(ArgsError::Refused(format!(
+                    "{name} takes no value ({})",
+                    arg.to_string_lossy()
+                )));
             }
-            (0, None) => out.push(long),
-            (_, Some(v)) => out.push(format!("{long}={v}")),
+            (0, None) => out.push(long.into()),
+            (_, Some(v)) => out.push(with_value(&long, &text(v)?)),
             (1, None) => match iter.next() {
-                Some(v) => out.push(format!("{long}={v}")),
+                Some(v) => out.push(with_value(&long, &text(v)?)),
                 None => return Err(ArgsError::Refused(format!("{name} needs a value"))),
             },
             (n, None) => {
-                out.push(long);
+                out.push(long.into());
                 for _ in 0..n {
                     match iter.next() {
-                        Some(v) => out.push(v),
+                        Some(v) => out.push(text(v)?),
                         None => {
                             return Err(ArgsError::Refused(format!("{name} needs {n} values")));
                         }
@@ -195,7 +278,7 @@ model and context:
   --mmap                                 map the model file (default)
   --mlock                                keep the model in RAM
   --lora FNAME                           apply a LoRA adapter (repeatable)
-  --lora-scaled FNAME SCALE              apply a LoRA adapter with a scale (repeatable)
+  --lora-scaled FNAME:SCALE,...          apply LoRA adapters with scales (repeatable; also FNAME SCALE)
   --override-kv KEY=TYPE:VALUE           replace a model metadata entry (repeatable; TYPE int, float, bool, str)
   --no-warmup, --warmup                  accepted; acap does no warm-up run
   --keep N                               accepted with a warning: acap does not shift the context
@@ -252,7 +335,8 @@ sampling:
 
 control vectors:
   --control-vector FNAME                 add a control vector (repeatable)
-  --control-vector-scaled FNAME SCALE    add a control vector with a scale (repeatable)
+  --control-vector-scaled FNAME:SCALE,...
+                                         add control vectors with scales (repeatable; also FNAME SCALE)
   --control-vector-layer-range START END
                                          blocks the control vectors apply to (inclusive)
 
@@ -360,9 +444,10 @@ pub struct CliArgs {
     /// A LoRA adapter applied with scale 1 (repeatable).
     #[arg(long = "lora")]
     pub lora: Vec<PathBuf>,
-    /// A LoRA adapter and its scale (`--lora-scaled FNAME SCALE`, repeatable).
-    #[arg(long = "lora-scaled", num_args = 2, value_names = ["FNAME", "SCALE"], allow_negative_numbers = true)]
-    pub lora_scaled: Vec<String>,
+    /// LoRA adapters and their scales, `FNAME:SCALE,...` (llama.cpp) or `FNAME SCALE` (older
+    /// releases); repeatable.
+    #[arg(long = "lora-scaled", num_args = 1..=2, value_names = ["FNAME:SCALE", "SCALE"], allow_negative_numbers = true)]
+    pub lora_scaled: Vec<OsString>,
     /// llama-cli's warm-up decode; acap has none to skip.
     #[arg(long = "no-warmup")]
     pub no_warmup: bool,
@@ -386,7 +471,7 @@ impl CliArgs {
     ///
     /// # Errors
     /// See [`ArgsError`]: each says what was wrong, naming the flag.
-    pub fn parse_from_args(args: impl IntoIterator<Item = String>) -> Result<Self, ArgsError> {
+    pub fn parse_from_args(args: impl IntoIterator<Item = OsString>) -> Result<Self, ArgsError> {
         Self::try_parse_from(normalize(args)?).map_err(ArgsError::Clap)
     }
 }
@@ -395,8 +480,8 @@ impl CliArgs {
 mod tests {
     use super::*;
 
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
+    fn v(s: &[&str]) -> Vec<OsString> {
+        s.iter().map(OsString::from).collect()
     }
 
     #[test]
@@ -440,6 +525,82 @@ mod tests {
     }
 
     #[test]
+    fn scaled_options_take_llama_cpps_list_or_the_older_pair() {
+        assert_eq!(
+            normalize(v(&[
+                "x",
+                "--lora-scaled",
+                "a.gguf:0.5,b.gguf:-1",
+                "--lora-scaled",
+                "c.gguf",
+                "-0.25",
+                "--control-vector-scaled",
+                "d:2",
+                "3",
+                "-p",
+                "q"
+            ]))
+            .unwrap(),
+            v(&[
+                "x",
+                "--lora-scaled=a.gguf:0.5,b.gguf:-1",
+                "--lora-scaled",
+                "c.gguf",
+                "-0.25",
+                "--control-vector-scaled=d:2",
+                "3",
+                "--prompt=q",
+            ])
+        );
+        let a = CliArgs::parse_from_args(v(&[
+            "x",
+            "--lora-scaled",
+            "a.gguf:0.5,b:c.gguf:2",
+            "--lora-scaled",
+            "c.gguf",
+            "-0.25",
+        ]))
+        .unwrap();
+        let files = acap_frontend::scaled_files("--lora-scaled", &a.lora_scaled).unwrap();
+        assert_eq!(
+            files,
+            vec![
+                (PathBuf::from("a.gguf"), 0.5),
+                (PathBuf::from("b:c.gguf"), 2.0),
+                (PathBuf::from("c.gguf"), -0.25)
+            ]
+        );
+        for (value, named) in [("a.gguf", "expected FNAME:SCALE"), ("a:x", "'x'")] {
+            let a = CliArgs::parse_from_args(v(&["x", "--lora-scaled", value])).unwrap();
+            let e = acap_frontend::scaled_files("--lora-scaled", &a.lora_scaled).unwrap_err();
+            assert!(e.contains("--lora-scaled") && e.contains(named), "{e}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_paths_pass_and_non_utf8_text_is_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        let path = OsString::from_vec(b"/tmp/caf\xe9.gguf".to_vec());
+        let mut args = v(&["x", "-m"]);
+        args.push(path.clone());
+        args.push("--grammar-file".into());
+        let mut inline = OsString::from("--chat-template-file=");
+        inline.push(&path);
+        args.extend([path.clone(), inline]);
+        let a = CliArgs::parse_from_args(args).unwrap();
+        assert_eq!(a.model.unwrap().as_os_str(), path);
+        assert_eq!(a.grammar_file.unwrap().as_os_str(), path);
+        assert_eq!(a.chat_template_file.unwrap().as_os_str(), path);
+        let mut prompt = v(&["x", "-p"]);
+        prompt.push(path);
+        let e = CliArgs::parse_from_args(prompt).unwrap_err().to_string();
+        assert!(
+            e.contains("-p: the value is not valid UTF-8 (/tmp/caf"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn llama_cli_flags_acap_lacks_are_refused_by_name_never_bundled() {
         for (args, named) in [
             (&["x", "-sm", "none"][..], "unsupported llama-cli flag -sm"),
@@ -465,7 +626,7 @@ mod tests {
 
     #[test]
     fn every_flag_acap_cli_takes_is_in_its_help_or_the_llama_cli_table() {
-        for (flag, _, _) in known_flags() {
+        for (flag, _) in known_flags() {
             let in_table = crate::llama_flags::LLAMA_CLI_FLAGS
                 .iter()
                 .any(|(f, _)| *f == flag);

@@ -98,11 +98,10 @@ fn as_key(v: &Value) -> Option<String> {
 
 /// The ids (as JSON text) of the scored lines already in `path` (missing file: none).
 fn scored_ids(path: &std::path::Path) -> Result<std::collections::HashSet<String>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("-o {}: {e}", path.display())),
-    };
+    if !path.exists() {
+        return Ok(Default::default());
+    }
+    let text = acap_frontend::read_text("-o", path, acap_frontend::BATCH_LIMIT)?;
     Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -292,10 +291,11 @@ pub fn run(o: &JudgeOptions) -> Result<(), String> {
     };
     // Read the whole batch before loading the model: a missing file fails fast.
     let batch = match &o.jsonl {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("--jsonl {}: {e}", path.display()))?,
-        ),
+        Some(path) => Some(acap_frontend::read_text(
+            "--jsonl",
+            path,
+            acap_frontend::BATCH_LIMIT,
+        )?),
         None => None,
     };
     let model = Model::load(

@@ -19,7 +19,7 @@ use crate::args::{CliArgs, HELP};
 use crate::escape::unescape;
 
 /// Runs `acap-cli` with the given command line (program name first).
-pub fn main_with(args: Vec<String>) -> ExitCode {
+pub fn main_with(args: Vec<std::ffi::OsString>) -> ExitCode {
     let args = match CliArgs::parse_from_args(args) {
         Ok(a) => a,
         Err(crate::args::ArgsError::Clap(e)) => {
@@ -40,25 +40,8 @@ pub fn main_with(args: Vec<String>) -> ExitCode {
     }
 }
 
-/// Prompt and grammar files are read up to this size: more cannot fit any context, and a
-/// device such as `/dev/zero` must not be read without end.
-const FILE_LIMIT: u64 = 64 << 20;
-
 fn read_file(flag: &str, path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let fail = |e: String| format!("{flag} {}: {e}", path.display());
-    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let mut text = String::new();
-    file.take(FILE_LIMIT + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| fail(e.to_string()))?;
-    if text.len() as u64 > FILE_LIMIT {
-        return Err(fail(format!(
-            "larger than {} MiB; no context holds a prompt that long",
-            FILE_LIMIT >> 20
-        )));
-    }
-    Ok(text)
+    acap_frontend::read_text(flag, path, acap_frontend::TEXT_LIMIT)
 }
 
 /// The adapters of `--lora` (scale 1) and `--lora-scaled FNAME SCALE`, loaded for `model`.
@@ -75,16 +58,8 @@ fn lora_adapters(
     for path in &a.lora {
         out.push((load("--lora", path)?, 1.0));
     }
-    for pair in a.lora_scaled.chunks(2) {
-        let [path, scale] = pair else {
-            return Err("--lora-scaled needs FNAME SCALE".into());
-        };
-        let scale: f32 = scale
-            .parse()
-            .ok()
-            .filter(|s: &f32| s.is_finite())
-            .ok_or_else(|| format!("--lora-scaled {path} {scale}: the scale is not a number"))?;
-        out.push((load("--lora-scaled", Path::new(path))?, scale));
+    for (path, scale) in acap_frontend::scaled_files("--lora-scaled", &a.lora_scaled)? {
+        out.push((load("--lora-scaled", &path)?, scale));
     }
     Ok(out)
 }

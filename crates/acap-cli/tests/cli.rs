@@ -1252,18 +1252,53 @@ fn closed_stdout_pipe_exits_quietly() {
 
 /// An argument that is not UTF-8 (a prompt in another encoding) is a clear error with exit 2,
 /// not a panic (exit 101).
+/// Paths in any encoding work; text that must be UTF-8 (a prompt) is refused naming the flag.
 #[test]
-fn non_utf8_arguments_are_refused_by_name() {
+fn non_utf8_paths_work_and_non_utf8_text_is_refused() {
     use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.gguf");
+    let odd = dir.path().join(name);
+    std::fs::copy(model(), &odd).unwrap();
+    let run = |bin: &str, args: &[&std::ffi::OsStr]| {
+        Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let completion = [os("-t"), os("1"), os("--temp"), os("0"), os("-no-cnv")];
+    let text = |m: &std::ffi::OsStr| {
+        let mut args = vec![os("-m"), m];
+        args.extend(completion);
+        args.extend([os("-p"), os(PROMPT), os("-n"), os("6")]);
+        let o = run(env!("CARGO_BIN_EXE_acap-cli"), &args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    assert_eq!(text(odd.as_os_str()), text(model().as_os_str()));
+    let o = run(
+        env!("CARGO_BIN_EXE_acap"),
+        &[os("gguf"), os("dump"), odd.as_os_str()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
     let bad = std::ffi::OsStr::from_bytes(b"caf\xe9");
     for (bin, args) in [
-        (env!("CARGO_BIN_EXE_acap-cli"), vec!["-p"]),
-        (env!("CARGO_BIN_EXE_acap"), vec!["gguf", "dump"]),
+        (
+            env!("CARGO_BIN_EXE_acap-cli"),
+            vec![os("-m"), odd.as_os_str(), os("-p"), bad],
+        ),
+        (
+            env!("CARGO_BIN_EXE_acap"),
+            vec![os("judge"), os("-m"), odd.as_os_str(), os("--prompt"), bad],
+        ),
     ] {
-        let o = Command::new(bin).args(&args).arg(bad).output().unwrap();
+        let o = run(bin, &args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{bin}: {err}");
-        assert!(err.contains("is not valid UTF-8: caf"), "{bin}: {err}");
+        assert!(err.contains("UTF-8"), "{bin}: {err}");
     }
 }
 
@@ -1780,6 +1815,11 @@ fn lora_adapters_apply_with_their_scale() {
     assert_ne!(on.out, plain.out, "the adapter changes the text");
     assert_eq!(complete(&["--lora-scaled", &lora, "1"]).out, on.out);
     assert_eq!(
+        complete(&["--lora-scaled", &format!("{lora}:1")]).out,
+        on.out,
+        "llama.cpp's FNAME:SCALE form"
+    );
+    assert_eq!(
         complete(&["--lora-scaled", &lora, "0"]).out,
         plain.out,
         "scale 0 is no adapter"
@@ -1789,6 +1829,7 @@ fn lora_adapters_apply_with_their_scale() {
         (vec!["--lora", wrong.as_str()], "qwen.gguf"),
         (vec!["--lora", "/no/such/lora.gguf"], "/no/such/lora.gguf"),
         (vec!["--lora-scaled", lora.as_str(), "big"], "big"),
+        (vec!["--lora-scaled", &format!("{lora}:big")], "'big'"),
     ] {
         let r = complete(&args);
         assert!(!r.ok && r.err.contains(named), "{args:?}: {}", r.err);

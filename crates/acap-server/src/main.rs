@@ -76,12 +76,12 @@ struct Args {
     cap: CapArgs,
 }
 
-fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
+fn normalize(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     args.map(|a| {
         SINGLE_DASH
             .iter()
-            .find(|(s, _)| *s == a)
-            .map_or(a, |(_, l)| (*l).to_owned())
+            .find(|(s, _)| std::ffi::OsStr::new(s) == a)
+            .map_or(a, |(_, l)| (*l).into())
     })
     .collect()
 }
@@ -192,10 +192,7 @@ fn run(a: Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = match Args::try_parse_from(normalize(acap_frontend::utf8_args().into_iter())) {
-        Ok(a) => a,
-        Err(e) => e.exit(),
-    };
+    let args: Args = acap_frontend::parse_os_args(normalize(acap_frontend::os_args().into_iter()));
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

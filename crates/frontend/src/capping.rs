@@ -1,5 +1,6 @@
 //! `--acap*` and `--control-vector*` flags.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use acap::axis::ThresholdError;
@@ -144,9 +145,10 @@ pub struct ControlVectorArgs {
     /// Add a control vector (repeatable).
     #[arg(long = "control-vector", value_name = "FNAME")]
     pub control_vector: Vec<PathBuf>,
-    /// Add a control vector with a scale (repeatable).
-    #[arg(long = "control-vector-scaled", num_args = 2, value_names = ["FNAME", "SCALE"], allow_negative_numbers = true)]
-    pub control_vector_scaled: Vec<String>,
+    /// Add control vectors with scales, `FNAME:SCALE,...` (llama.cpp) or `FNAME SCALE`
+    /// (older releases); repeatable.
+    #[arg(long = "control-vector-scaled", num_args = 1..=2, value_names = ["FNAME:SCALE", "SCALE"], allow_negative_numbers = true)]
+    pub control_vector_scaled: Vec<OsString>,
     /// Blocks the control vectors apply to (inclusive).
     #[arg(long = "control-vector-layer-range", num_args = 2, value_names = ["START", "END"], allow_negative_numbers = true)]
     pub control_vector_layer_range: Option<Vec<i64>>,
@@ -164,19 +166,10 @@ impl ControlVectorArgs {
             .iter()
             .map(|p| (p.clone(), 1.0))
             .collect();
-        for pair in self.control_vector_scaled.chunks(2) {
-            let [file, scale] = pair else {
-                return Err("--control-vector-scaled needs FNAME SCALE".into());
-            };
-            let s: f32 = scale
-                .parse()
-                .ok()
-                .filter(|s: &f32| s.is_finite())
-                .ok_or_else(|| {
-                    format!("--control-vector-scaled {file}: '{scale}' is not a number")
-                })?;
-            files.push((file.into(), s));
-        }
+        files.extend(scaled_files(
+            "--control-vector-scaled",
+            &self.control_vector_scaled,
+        )?);
         let range = layer_range(
             "--control-vector-layer-range",
             self.control_vector_layer_range.as_deref(),
@@ -193,6 +186,47 @@ impl ControlVectorArgs {
         }
         Ok(Some(cv))
     }
+}
+
+/// The files and scales of `--lora-scaled` / `--control-vector-scaled`, their values as clap
+/// collected them: llama.cpp's `FNAME:SCALE,...` (one value) or the older `FNAME SCALE` (two
+/// values: a first one that does not end in `:SCALE` followed by a number).
+///
+/// # Errors
+/// A message naming `flag` and the item that is not `FNAME:SCALE` or whose scale is not a
+/// finite number.
+pub fn scaled_files(flag: &str, values: &[OsString]) -> Result<Vec<(PathBuf, f32)>, String> {
+    let number = |s: &str| s.trim().parse::<f32>().ok().filter(|s| s.is_finite());
+    let scale_of = |item: &str, scale: &str| {
+        number(scale).ok_or_else(|| format!("{flag} {item}: the scale '{scale}' is not a number"))
+    };
+    let mut out = Vec::new();
+    let mut iter = values.iter().peekable();
+    while let Some(value) = iter.next() {
+        let text = value.to_str();
+        let is_list = text
+            .and_then(|t| t.rsplit_once(':'))
+            .is_some_and(|(_, s)| number(s).is_some());
+        let next_scale = iter.peek().and_then(|v| v.to_str()).and_then(number);
+        if let (false, Some(scale)) = (is_list, next_scale) {
+            iter.next();
+            out.push((PathBuf::from(value), scale));
+            continue;
+        }
+        let Some(list) = text else {
+            return Err(format!(
+                "{flag} {}: not valid UTF-8; give such a path as {flag} FNAME SCALE",
+                value.to_string_lossy()
+            ));
+        };
+        for item in list.split(',') {
+            let Some((file, scale)) = item.rsplit_once(':') else {
+                return Err(format!("{flag} {item}: expected FNAME:SCALE"));
+            };
+            out.push((PathBuf::from(file), scale_of(item, scale)?));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -7,28 +7,46 @@
 
 mod capping;
 mod context;
+mod files;
 mod json;
 mod sampling;
 
-pub use capping::{CapArgs, ControlVectorArgs, Names, cap_error, capped_blocks, layer_range};
+pub use capping::{
+    CapArgs, ControlVectorArgs, Names, cap_error, capped_blocks, layer_range, scaled_files,
+};
 pub use context::{ContextArgs, LoadArgs};
+pub use files::{BATCH_LIMIT, TEXT_LIMIT, read_text};
 pub use json::{evaluation_json, source_name};
 pub use sampling::SamplingArgs;
 
-/// The process's command line as UTF-8 strings. `std::env::args` panics on an argument that
-/// is not UTF-8 (a prompt or path in another encoding); this exits with status 2 and a message
-/// naming the argument instead.
-pub fn utf8_args() -> Vec<String> {
-    std::env::args_os()
-        .enumerate()
-        .map(|(i, a)| {
-            a.into_string().unwrap_or_else(|a| {
-                eprintln!(
-                    "error: argument {i} is not valid UTF-8: {}",
-                    a.to_string_lossy()
-                );
-                std::process::exit(2);
-            })
-        })
-        .collect()
+/// The process's command line as the operating system gave it. Paths in any encoding reach
+/// the library unchanged; an option whose value must be text (a prompt) and is not valid UTF-8
+/// is refused by clap with exit status 2 (`std::env::args` would panic instead).
+pub fn os_args() -> Vec<std::ffi::OsString> {
+    std::env::args_os().collect()
+}
+
+/// Parses `args` with clap, exiting as clap does on an error; clap's "invalid UTF-8" error
+/// does not say which argument, so that one names the option the text was given to.
+pub fn parse_os_args<P: clap::Parser>(args: Vec<std::ffi::OsString>) -> P {
+    match P::try_parse_from(&args) {
+        Ok(p) => p,
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidUtf8 => {
+            let at = args.iter().position(|a| a.to_str().is_none());
+            let after = at
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| args[i].to_str())
+                .filter(|a| a.starts_with('-'));
+            let value = at.map(|i| args[i].to_string_lossy().into_owned());
+            match (after, value) {
+                (Some(flag), Some(v)) => {
+                    eprintln!("error: {flag}: the value is not valid UTF-8 ({v})");
+                }
+                (None, Some(v)) => eprintln!("error: argument {v} is not valid UTF-8"),
+                _ => eprintln!("error: {e}"),
+            }
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    }
 }

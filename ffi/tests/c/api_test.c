@@ -216,6 +216,58 @@ static acap_model *test_model(const char *path) {
   return model;
 }
 
+/* Templates resolved once (acap-cli's --chat-template, --chat-template-file, --jinja); returns
+ * the chatml-as-Jinja file's template for the session tests. */
+static acap_chat_template *test_templates(acap_model *model, const char *jinja_file,
+                                          const char *bad_file) {
+  acap_chat_message msgs[2] = {{"system", "Be brief."}, {"user", "Hi there"}};
+  acap_chat_template *own = SENTINEL, *chatml = NULL, *file = NULL;
+  OK(acap_chat_template_new(model, NULL, NULL, false, &own));
+  CHECK(!acap_chat_template_is_fallback(own) && !acap_chat_template_is_jinja(own));
+  CHECK(strcmp(acap_chat_template_origin(own), "the model's chat template") == 0);
+  char *a = NULL, *b = NULL;
+  OK(acap_chat_template_apply(own, model, msgs, 2, true, &a));
+  OK(acap_model_apply_chat_template(model, msgs, 2, NULL, true, &b));
+  CHECK(strcmp(a, b) == 0);
+  acap_string_free(a);
+  acap_string_free(b);
+  /* chatml built in and chatml written as Jinja in a file render the same text. */
+  OK(acap_chat_template_new(model, "chatml", NULL, false, &chatml));
+  OK(acap_chat_template_new(model, NULL, jinja_file, false, &file));
+  CHECK(acap_chat_template_is_jinja(file) && !acap_chat_template_is_jinja(chatml));
+  CHECK(strstr(acap_chat_template_origin(file), jinja_file) != NULL);
+  OK(acap_chat_template_apply(chatml, model, msgs, 2, true, &a));
+  OK(acap_chat_template_apply(file, model, msgs, 2, true, &b));
+  CHECK(strcmp(a, b) == 0 && strstr(a, "<|im_start|>assistant") != NULL);
+  acap_string_free(a);
+  acap_string_free(b);
+  /* The model's own template forced through Jinja. */
+  acap_chat_template *forced = NULL;
+  OK(acap_chat_template_new(model, NULL, NULL, true, &forced));
+  CHECK(acap_chat_template_is_jinja(forced));
+  acap_chat_template_free(forced);
+  /* Errors name the parameter; the out-parameter stays untouched. */
+  acap_chat_template *t = SENTINEL;
+  EXPECT(ACAP_CHAT_TEMPLATE, acap_chat_template_new(model, "no-such-template", NULL, false, &t));
+  CHECK(strstr(acap_last_error_message(), "name") != NULL);
+  EXPECT(ACAP_CHAT_TEMPLATE, acap_chat_template_new(model, NULL, bad_file, false, &t));
+  CHECK(strstr(acap_last_error_message(), "file_path") != NULL &&
+        strstr(acap_last_error_message(), bad_file) != NULL);
+  EXPECT(ACAP_CHAT_TEMPLATE, acap_chat_template_new(model, NULL, "/no/such.jinja", false, &t));
+  CHECK(strstr(acap_last_error_message(), "file_path /no/such.jinja") != NULL);
+  EXPECT(ACAP_INVALID_ARGUMENT, acap_chat_template_new(model, "chatml", jinja_file, false, &t));
+  EXPECT(ACAP_NULL_ARGUMENT, acap_chat_template_new(NULL, NULL, NULL, false, &t));
+  EXPECT(ACAP_NULL_ARGUMENT, acap_chat_template_new(model, NULL, NULL, false, NULL));
+  EXPECT(ACAP_NULL_ARGUMENT, acap_chat_template_apply(NULL, model, msgs, 2, true, &a));
+  CHECK(t == SENTINEL);
+  CHECK(!acap_chat_template_is_fallback(NULL) && !acap_chat_template_is_jinja(NULL));
+  CHECK(acap_chat_template_origin(NULL) == NULL);
+  acap_chat_template_free(NULL);
+  acap_chat_template_free(own);
+  acap_chat_template_free(chatml);
+  return file;
+}
+
 static acap_axes *test_axes(const char *axis, const char *axis_no_thr, const char *axis_wrong,
                             const char *not_axis) {
   acap_axes *axes = SENTINEL;
@@ -262,7 +314,8 @@ static acap_axes *test_axes(const char *axis, const char *axis_no_thr, const cha
 }
 
 static void test_session(acap_model *model, acap_axes *axes, const char *axis_no_thr,
-                         const char *axis_wrong, const char *cvec_path) {
+                         const char *axis_wrong, const char *cvec_path,
+                         acap_chat_template *chatml_file) {
   acap_session_params sp = acap_session_params_default();
   CHECK(sp.n_ctx == 4096 && sp.n_ubatch <= sp.n_batch);
   sp.n_ctx = 256;
@@ -503,6 +556,15 @@ static void test_session(acap_model *model, acap_axes *axes, const char *axis_no
   CHECK(st.cached_tokens > 0 && c2.pieces > 0);
   EXPECT(ACAP_CHAT_TEMPLATE, acap_session_chat(s, turn1, 1, "bogus", &gp, NULL, NULL, NULL));
   EXPECT(ACAP_NULL_ARGUMENT, acap_session_chat(s, NULL, 1, NULL, &gp, NULL, NULL, NULL));
+  /* A resolved template (here chatml from a Jinja file) replies as the built-in chatml. */
+  collector c3, c4;
+  memset(&c3, 0, sizeof c3);
+  memset(&c4, 0, sizeof c4);
+  OK(acap_session_chat(s, turn1, 1, "chatml", &gp, collect, &c3, &st));
+  OK(acap_session_chat_with(s, turn1, 1, chatml_file, &gp, collect, &c4, &st));
+  CHECK(c3.pieces > 0 && strcmp(c3.text, c4.text) == 0);
+  EXPECT(ACAP_NULL_ARGUMENT, acap_session_chat_with(s, turn1, 1, NULL, &gp, NULL, NULL, NULL));
+  acap_chat_template_free(chatml_file);
   OK(acap_session_set_capping_enabled(s, true));
 
   /* Reward evaluator, on a session with room for the rubric; capped, to see it switched off. */
@@ -636,16 +698,18 @@ static void test_session(acap_model *model, acap_axes *axes, const char *axis_no
 }
 
 int main(int argc, char **argv) {
-  if (argc != 7) {
+  if (argc != 9) {
     fprintf(stderr,
-            "usage: %s MODEL AXIS AXIS_NO_THRESHOLDS AXIS_WRONG_EMBD NOT_AN_AXIS CONTROL_VECTOR\n",
+            "usage: %s MODEL AXIS AXIS_NO_THRESHOLDS AXIS_WRONG_EMBD NOT_AN_AXIS CONTROL_VECTOR "
+            "CHATML_JINJA BAD_JINJA\n",
             argv[0]);
     return 2;
   }
   test_version();
   acap_model *model = test_model(argv[1]);
+  acap_chat_template *chatml_file = test_templates(model, argv[7], argv[8]);
   acap_axes *axes = test_axes(argv[2], argv[3], argv[4], argv[5]);
-  test_session(model, axes, argv[3], argv[4], argv[6]); /* frees the model */
+  test_session(model, axes, argv[3], argv[4], argv[6], chatml_file); /* frees both */
   acap_axes_free(axes);
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);

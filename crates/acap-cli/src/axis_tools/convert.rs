@@ -250,7 +250,7 @@ pub fn vectors_from(inputs: &[PathBuf]) -> Result<BTreeMap<u32, Vec<f32>>, Strin
 /// # Errors
 /// A one-line message naming the file, flag or value at fault.
 pub fn thresholds_from_stats(path: &Path) -> Result<BTreeMap<u32, f32>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| bad(path, e))?;
+    let text = acap_frontend::read_text("--stats", path, acap_frontend::BATCH_LIMIT)?;
     let v: Value = serde_json::from_str(&text).map_err(|e| bad(path, format!("not JSON: {e}")))?;
     let (table, source) = match v.pointer("/recalibration_v2/new_thresholds") {
         Some(t) => (t, "recalibration_v2.new_thresholds"),

@@ -31,7 +31,7 @@ pub const PROMPT_CHARS: std::ops::RangeInclusive<usize> = 20..=2000;
 /// A one-line message naming the file, flag or value at fault.
 pub fn text_or_file(flag: &str, arg: &str) -> Result<String, String> {
     match arg.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{flag} @{path}: {e}")),
+        Some(path) => acap_frontend::read_text(flag, Path::new(path), acap_frontend::TEXT_LIMIT),
         None => Ok(arg.to_owned()),
     }
 }
@@ -69,8 +69,7 @@ fn splitmix(state: &mut u64) -> u64 {
 /// # Errors
 /// A one-line message naming the file, flag or value at fault.
 pub fn load_prompts(path: &Path, sample: Option<usize>, seed: u64) -> Result<Vec<String>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--prompts {}: {e}", path.display()))?;
+    let text = acap_frontend::read_text("--prompts", path, acap_frontend::BATCH_LIMIT)?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let jsonl = lines
         .first()

@@ -3,5 +3,5 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
-    acap_cli::llama_cli::main_with(acap_frontend::utf8_args())
+    acap_cli::llama_cli::main_with(acap_frontend::os_args())
 }

@@ -179,7 +179,8 @@ enum GgufCommand {
 
 fn main() -> ExitCode {
     // llama-bench's one-dash long options (-ngl, -ub) become two-dash ones.
-    let cli = Cli::parse_from(acap_cli::args::rewrite_one_dash(acap_frontend::utf8_args()));
+    let cli: Cli =
+        acap_frontend::parse_os_args(acap_cli::args::rewrite_one_dash(acap_frontend::os_args()));
     let result = match cli.command {
         Command::Demo { prompt, n_predict } => demo(&prompt, n_predict),
         Command::Axis {
