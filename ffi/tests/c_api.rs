@@ -296,86 +296,72 @@ fn c_api_test_program_covers_every_function() {
     );
 }
 
+/// Runs the compiled chat example on the test model with `args`, feeding `stdin`.
+fn run_chat(exe: &Path, f: &Fixtures, args: &[&std::ffi::OsStr], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(exe)
+        .arg("-m")
+        .arg(&f.model)
+        .args(["-n", "16", "--temp", "0", "-t", "1", "-c", "256"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn c_chat_example_runs_a_capped_conversation() {
     let f = fixtures();
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("chat");
     compile("cc", "c11", &root().join("examples/c/chat.c"), &exe, &[]);
-    let mut child = Command::new(&exe)
-        .arg("-m")
-        .arg(&f.model)
-        .arg("--acap")
-        .arg(&f.axis)
-        .args(["-n", "16", "--temp", "0", "-t", "1", "-c", "256"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"Tell me about cats.\nAnd dogs?\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "chat failed: {stderr}");
+    let os = std::ffi::OsStr::new;
+    let err = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let out = run_chat(
+        &exe,
+        &f,
+        &[os("--acap"), f.axis.as_os_str()],
+        b"Tell me about cats.\nAnd dogs?\n",
+    );
+    assert!(out.status.success(), "chat failed: {}", err(&out));
     // Telemetry after each turn: two turns, 5 capped blocks.
-    assert_eq!(stderr.matches("capped rows").count(), 2, "{stderr}");
-    // --chat-template picks another template (another prompt, another reply); a bad one is named.
-    let run = |template: &str| {
-        let mut child = Command::new(&exe)
-            .arg("-m")
-            .arg(&f.model)
-            .args(["-n", "16", "--temp", "0", "-t", "1", "-c", "256"])
-            .args(["--chat-template", template])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"Tell me about cats.\n")
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
-    let (chatml, llama3) = (run("chatml"), run("llama3"));
-    assert!(
-        chatml.status.success(),
-        "{}",
-        String::from_utf8_lossy(&chatml.stderr)
-    );
-    assert!(
-        llama3.status.success(),
-        "{}",
-        String::from_utf8_lossy(&llama3.stderr)
-    );
+    assert_eq!(err(&out).matches("capped rows").count(), 2, "{}", err(&out));
+    // --chat-template picks another template (another prompt, another reply); chatml written
+    // as a Jinja file (--chat-template-file) replies as the built-in chatml; bad ones are named.
+    let run = |args: &[&std::ffi::OsStr]| run_chat(&exe, &f, args, b"Tell me about cats.\n");
+    let chatml = run(&[os("--chat-template"), os("chatml")]);
+    let llama3 = run(&[os("--chat-template"), os("llama3")]);
+    let file = run(&[os("--chat-template-file"), f.chatml_jinja.as_os_str()]);
+    for o in [&chatml, &llama3, &file] {
+        assert!(o.status.success(), "{}", err(o));
+        assert!(!err(o).contains("warning"), "{}", err(o));
+    }
     assert_ne!(chatml.stdout, llama3.stdout);
-    let bad = run("no-such-template");
-    assert!(!bad.status.success());
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("no-such-template"),
-        "{}",
-        String::from_utf8_lossy(&bad.stderr)
-    );
+    assert_eq!(chatml.stdout, file.stdout);
+    let jinja = run(&[os("--jinja")]);
+    assert!(jinja.status.success(), "{}", err(&jinja));
+    for (args, named) in [
+        (
+            vec![os("--chat-template"), os("no-such-template")],
+            "no-such-template",
+        ),
+        (
+            vec![os("--chat-template-file"), f.bad_jinja.as_os_str()],
+            "bad.jinja",
+        ),
+    ] {
+        let bad = run(&args);
+        assert!(!bad.status.success());
+        assert!(err(&bad).contains(named), "{}", err(&bad));
+    }
     // Bad axis file: one line naming it, exit 1.
-    let out = Command::new(&exe)
-        .arg("-m")
-        .arg(&f.model)
-        .arg("--acap")
-        .arg(&f.axis_wrong)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = run_chat(&exe, &f, &[os("--acap"), f.axis_wrong.as_os_str()], b"");
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ACAP_AXIS_MISMATCH"), "{stderr}");
+    assert!(err(&out).contains("ACAP_AXIS_MISMATCH"), "{}", err(&out));
 }
 
 #[test]
