@@ -428,51 +428,70 @@ fn acap_tool_subcommands() {
     );
 }
 
+/// acap-cli in conversation mode with `extra` flags, fed one long request and read until
+/// its reply streams.
+struct Streaming {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::process::ChildStdout,
+}
+
+impl Streaming {
+    fn start(extra: &[&str]) -> Self {
+        use std::io::Read;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_acap-cli"))
+            .args(["-m", model().to_str().unwrap()])
+            .args(["-t", "1", "--temp", "0", "-n", "3000"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"Tell me a long story\n").unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 16];
+        stdout.read_exact(&mut first).unwrap();
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C does.
+    fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Closes stdin and waits: the exit status and stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        drop(self.stdin);
+        let _ = self.stdout.read_to_end(&mut Vec::new());
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (self.child.wait().unwrap(), err)
+    }
+}
+
 #[test]
 fn ctrl_c_stops_the_reply_but_not_the_session() {
-    use std::io::Read;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_acap-cli"))
-        .args([
-            "-m",
-            model().to_str().unwrap(),
-            "-t",
-            "1",
-            "--temp",
-            "0",
-            "-n",
-            "3000",
-            "-c",
-            "4096",
-            "-v",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"Tell me a long story\n").unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 16];
-    stdout.read_exact(&mut first).unwrap();
+    let mut run = Streaming::start(&["-c", "4096", "-v"]);
     // The reply is streaming: interrupt it, then end the session normally.
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    stdin.write_all(b"/exit\n").unwrap();
-    drop(stdin);
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = child.wait().unwrap();
+    run.interrupt();
+    run.stdin.write_all(b"/exit\n").unwrap();
+    let (status, err) = run.finish();
     assert!(status.success(), "exit {status:?}: {err}");
     let turn = err
         .lines()
@@ -1646,60 +1665,21 @@ fn chat_templates_resolve_as_in_llama_cpp() {
 
 #[test]
 fn ctrl_c_at_the_prompt_prints_the_totals_and_mid_reply_no_llama_errors() {
-    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let good = axis(dir.path(), "good.gguf", &[3], &[(3, -1.0)], 256);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_acap-cli"))
-        .args([
-            "-m",
-            model().to_str().unwrap(),
-            "-t",
-            "1",
-            "--temp",
-            "0",
-            "-n",
-            "3000",
-        ])
-        .args(["--acap", &good, "--acap-stats"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"Tell me a long story\n").unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 16];
-    stdout.read_exact(&mut first).unwrap();
-    let kill = || {
-        let status = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
+    let run = Streaming::start(&["--acap", &good, "--acap-stats"]);
     // Mid-reply: the reply stops. Then, idle at the prompt: the session ends with the totals.
-    kill();
-    let mut seen = Vec::new();
+    run.interrupt();
     // The prompt marker of the next turn is not printed to a pipe: wait for the reply's end
-    // by reading until the output pauses.
+    // by letting the output pause.
     std::thread::sleep(std::time::Duration::from_millis(500));
-    kill();
-    let _ = stdout.read_to_end(&mut seen);
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = child.wait().unwrap();
+    run.interrupt();
+    let (status, err) = run.finish();
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("prompt eval:"), "{err}");
     assert!(err.contains("acap stats:"), "{err}");
     assert!(!err.contains("failed to compute graph"), "{err}");
     assert!(!err.contains("ERROR"), "{err}");
-    drop(stdin);
 }
 
 #[test]
