@@ -374,11 +374,29 @@ fn cap_stats_report(session: &Session) -> String {
     r
 }
 
-/// Streams text to stdout.
+/// Writes `text` and flushes, so it shows at once (a closed pipe is not an error here: the
+/// generation ends at the next check instead).
+fn show(out: &mut impl Write, text: &str) {
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Streams generated text to `out`.
 fn sink(out: &mut impl Write) -> impl FnMut(&str) -> ControlFlow<()> + '_ {
     move |t| {
-        let _ = out.write_all(t.as_bytes());
-        let _ = out.flush();
+        show(out, t);
+        ControlFlow::Continue(())
+    }
+}
+
+/// Streams generated text to `out`, keeping a copy in `kept`.
+fn show_and_keep<'a>(
+    out: &'a mut impl Write,
+    kept: &'a mut String,
+) -> impl FnMut(&str) -> ControlFlow<()> + 'a {
+    move |t| {
+        kept.push_str(t);
+        show(out, t);
         ControlFlow::Continue(())
     }
 }
@@ -397,8 +415,7 @@ fn complete(
     }
     let mut out = std::io::stdout().lock();
     if !a.no_display_prompt {
-        let _ = out.write_all(prompt.as_bytes());
-        let _ = out.flush();
+        show(&mut out, &prompt);
     }
     interrupt.generating.store(true, Ordering::SeqCst);
     let stats = session.generate(&prompt, params, sink(&mut out));
@@ -427,8 +444,7 @@ fn interact(
     let mut text = prompt.unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if !a.no_display_prompt {
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
+        show(&mut out, &text);
     }
     let mut wait_first = a.interactive_first || text.is_empty();
     loop {
@@ -446,8 +462,7 @@ fn interact(
             } else {
                 added.clone()
             };
-            let _ = out.write_all(shown.as_bytes());
-            let _ = out.flush();
+            show(&mut out, &shown);
             text.push_str(&added);
         }
         wait_first = true;
@@ -456,20 +471,14 @@ fn interact(
         }
         interrupt.generating.store(true, Ordering::SeqCst);
         let mut reply = String::new();
-        let stats = session.generate(&text, params, |t| {
-            reply.push_str(t);
-            let _ = out.write_all(t.as_bytes());
-            let _ = out.flush();
-            ControlFlow::Continue(())
-        });
+        let stats = session.generate(&text, params, show_and_keep(&mut out, &mut reply));
         interrupt.generating.store(false, Ordering::SeqCst);
         let stats = stats.map_err(|e| e.to_string())?;
         totals.add(&stats);
         // llama-cli keeps the reverse prompt in the text and on screen.
         if let StopReason::StopString(stop) = &stats.stop_reason {
             reply.push_str(stop);
-            let _ = out.write_all(stop.as_bytes());
-            let _ = out.flush();
+            show(&mut out, stop);
         }
         text.push_str(&reply);
         interrupt.set_report(exit_report(totals, session, a));
@@ -585,12 +594,12 @@ fn converse(
         let mut reply = String::new();
         let mut out = std::io::stdout().lock();
         interrupt.generating.store(true, Ordering::SeqCst);
-        let stats = session.chat_with(&messages, template, params, |t| {
-            reply.push_str(t);
-            let _ = out.write_all(t.as_bytes());
-            let _ = out.flush();
-            ControlFlow::Continue(())
-        });
+        let stats = session.chat_with(
+            &messages,
+            template,
+            params,
+            show_and_keep(&mut out, &mut reply),
+        );
         interrupt.generating.store(false, Ordering::SeqCst);
         let stats = stats.map_err(|e| e.to_string())?;
         let _ = writeln!(out);

@@ -7,38 +7,38 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
     /// Temperature (0: greedy).
-    #[arg(long = "temp", default_value_t = 0.8, allow_negative_numbers = true)]
+    #[arg(long = "temp", default_value_t = defaults().temperature, allow_negative_numbers = true)]
     pub temp: f32,
     /// Top-k (0: off).
-    #[arg(long = "top-k", default_value_t = 40, allow_negative_numbers = true)]
+    #[arg(long = "top-k", default_value_t = defaults().top_k, allow_negative_numbers = true)]
     pub top_k: i32,
     /// Top-p (1.0: off).
-    #[arg(long = "top-p", default_value_t = 0.95)]
+    #[arg(long = "top-p", default_value_t = defaults().top_p)]
     pub top_p: f32,
     /// Min-p (0.0: off).
-    #[arg(long = "min-p", default_value_t = 0.05)]
+    #[arg(long = "min-p", default_value_t = defaults().min_p)]
     pub min_p: f32,
     /// Repeat penalty (1.0: off).
-    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    #[arg(long = "repeat-penalty", default_value_t = defaults().repeat_penalty)]
     pub repeat_penalty: f32,
     /// Penalty window (0: off, -1: the context).
     #[arg(
         long = "repeat-last-n",
-        default_value_t = 64,
+        default_value_t = defaults().penalty_last_n,
         allow_negative_numbers = true
     )]
     pub repeat_last_n: i32,
     /// Presence penalty (0.0: off).
     #[arg(
         long = "presence-penalty",
-        default_value_t = 0.0,
+        default_value_t = defaults().presence_penalty,
         allow_negative_numbers = true
     )]
     pub presence_penalty: f32,
     /// Frequency penalty (0.0: off).
     #[arg(
         long = "frequency-penalty",
-        default_value_t = 0.0,
+        default_value_t = defaults().frequency_penalty,
         allow_negative_numbers = true
     )]
     pub frequency_penalty: f32,
@@ -58,81 +58,62 @@ pub struct SamplingArgs {
     #[arg(long = "ignore-eos")]
     pub ignore_eos: bool,
     /// Locally typical sampling (1.0: off).
-    #[arg(long = "typical", default_value_t = 1.0)]
+    #[arg(long = "typical", default_value_t = defaults().typical_p)]
     pub typical: f32,
     /// Top-n-sigma (-1: off).
-    #[arg(long = "top-nsigma", alias = "top-n-sigma", default_value_t = -1.0, allow_negative_numbers = true)]
+    #[arg(long = "top-nsigma", alias = "top-n-sigma", default_value_t = defaults().top_n_sigma, allow_negative_numbers = true)]
     pub top_nsigma: f32,
     /// Dynamic temperature range (0: off).
-    #[arg(long = "dynatemp-range", default_value_t = 0.0)]
+    #[arg(long = "dynatemp-range", default_value_t = defaults().dynatemp_range)]
     pub dynatemp_range: f32,
     /// Dynamic temperature exponent.
-    #[arg(long = "dynatemp-exp", default_value_t = 1.0)]
+    #[arg(long = "dynatemp-exp", default_value_t = defaults().dynatemp_exponent)]
     pub dynatemp_exp: f32,
     /// XTC probability (0: off).
-    #[arg(long = "xtc-probability", default_value_t = 0.0)]
+    #[arg(long = "xtc-probability", default_value_t = defaults().xtc_probability)]
     pub xtc_probability: f32,
     /// XTC threshold.
-    #[arg(long = "xtc-threshold", default_value_t = 0.1)]
+    #[arg(long = "xtc-threshold", default_value_t = defaults().xtc_threshold)]
     pub xtc_threshold: f32,
     /// DRY multiplier (0: off).
-    #[arg(long = "dry-multiplier", default_value_t = 0.0)]
+    #[arg(long = "dry-multiplier", default_value_t = defaults().dry_multiplier)]
     pub dry_multiplier: f32,
     /// DRY base.
-    #[arg(long = "dry-base", default_value_t = 1.75)]
+    #[arg(long = "dry-base", default_value_t = defaults().dry_base)]
     pub dry_base: f32,
     /// DRY allowed length.
-    #[arg(long = "dry-allowed-length", default_value_t = 2)]
+    #[arg(long = "dry-allowed-length", default_value_t = defaults().dry_allowed_length)]
     pub dry_allowed_length: i32,
     /// DRY look-back (-1: the context, 0: off).
-    #[arg(long = "dry-penalty-last-n", default_value_t = -1, allow_negative_numbers = true)]
+    #[arg(long = "dry-penalty-last-n", default_value_t = defaults().dry_penalty_last_n, allow_negative_numbers = true)]
     pub dry_penalty_last_n: i32,
     /// A DRY sequence breaker (repeatable; replaces the defaults; `none` for none).
     #[arg(long = "dry-sequence-breaker", allow_hyphen_values = true)]
     pub dry_sequence_breaker: Vec<String>,
     /// Mirostat (0: off, 1, 2).
-    #[arg(long = "mirostat", default_value_t = 0)]
+    #[arg(long = "mirostat", default_value_t = defaults().mirostat)]
     pub mirostat: u8,
     /// Mirostat learning rate (eta).
-    #[arg(long = "mirostat-lr", default_value_t = 0.1)]
+    #[arg(long = "mirostat-lr", default_value_t = defaults().mirostat_eta)]
     pub mirostat_lr: f32,
     /// Mirostat target entropy (tau).
-    #[arg(long = "mirostat-ent", default_value_t = 5.0)]
+    #[arg(long = "mirostat-ent", default_value_t = defaults().mirostat_tau)]
     pub mirostat_ent: f32,
 }
 
 impl Default for SamplingArgs {
+    /// What an empty command line gives: the library's defaults (llama-cli's), which the
+    /// attributes above take from [`SamplingParams::default`], the one place they are written.
     fn default() -> Self {
-        Self {
-            temp: 0.8,
-            top_k: 40,
-            top_p: 0.95,
-            min_p: 0.05,
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
-            presence_penalty: 0.0,
-            frequency_penalty: 0.0,
-            seed: -1,
-            samplers: None,
-            sampling_seq: None,
-            logit_bias: Vec::new(),
-            ignore_eos: false,
-            typical: 1.0,
-            top_nsigma: -1.0,
-            dynatemp_range: 0.0,
-            dynatemp_exp: 1.0,
-            xtc_probability: 0.0,
-            xtc_threshold: 0.1,
-            dry_multiplier: 0.0,
-            dry_base: 1.75,
-            dry_allowed_length: 2,
-            dry_penalty_last_n: -1,
-            dry_sequence_breaker: Vec::new(),
-            mirostat: 0,
-            mirostat_lr: 0.1,
-            mirostat_ent: 5.0,
-        }
+        use clap::{Command, FromArgMatches};
+        let matches = Self::augment_args(Command::new("defaults")).get_matches_from(["defaults"]);
+        Self::from_arg_matches(&matches).expect("an empty command line parses")
     }
+}
+
+/// The library's sampling defaults, for the attributes' `default_value_t`.
+fn defaults() -> SamplingParams {
+    SamplingParams::default()
 }
 
 /// `--samplers a;b;c` (names or llama.cpp's aliases).
@@ -275,5 +256,15 @@ mod tests {
             SamplerKind::DEFAULT_ORDER
         );
         assert!(sampler_letters("kq").unwrap_err().contains("'q'"));
+    }
+
+    #[test]
+    fn an_empty_command_line_gives_the_library_defaults() {
+        assert_eq!(
+            SamplingArgs::default().params().unwrap(),
+            SamplingParams::default()
+        );
+        let a = SamplingArgs::default();
+        assert_eq!((a.temp, a.top_k, a.seed), (0.8, 40, -1));
     }
 }
