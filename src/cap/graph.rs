@@ -108,10 +108,12 @@ impl GraphCapper {
         self.decode += 1;
     }
 
-    /// Caps `t` (block `layer`, `n_rows` rows) on its device, each row by its slot's plan, and
-    /// counts the rows each capping slot saw.
+    /// Caps `t` (block `layer`, `n_rows` rows) on its device (the index [`Self::device`]
+    /// returned for it), each row by its slot's plan, and counts the rows each capping slot saw.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn cap(
         &mut self,
+        d: usize,
         t: &sys::ggml_tensor,
         layer: usize,
         n_rows: usize,
@@ -129,7 +131,6 @@ impl GraphCapper {
             self.build_mask(rows);
         }
         let started = std::time::Instant::now();
-        let d = self.device(t, layer)?;
         let dev = &mut self.devices[d];
         dev.sync_slots(slots, self.n_embd, self.n_layer);
         if routing != Routing::One && dev.mask_uploaded != self.decode {
@@ -369,7 +370,10 @@ impl DeviceCapper {
                     (n_embd * n_slots * n_layer * 4) >> 10
                 ));
             }
-            sys::ggml_backend_tensor_memset(acc, 0, 0, sys::ggml_nbytes(acc));
+            // Everything starts at zero: the axes of slots and blocks without a plan take part
+            // in the outer product (times 0), and uninitialised memory may hold NaN, which
+            // times 0 is NaN. The telemetry accumulator starts at zero too.
+            sys::ggml_backend_buffer_clear(p.params_buf, 0);
             let graph_bytes = GRAPH_SIZE * sys::ggml_tensor_overhead()
                 + sys::ggml_graph_overhead_custom(GRAPH_SIZE, false);
             let mut graph_mem = vec![0u8; graph_bytes];
@@ -436,6 +440,25 @@ impl DeviceCapper {
         }
     }
 
+    /// Empties the graph context (the previous call's graph is done with) and makes in it the
+    /// `[n_embd, n_rows]` F32 tensor the graph caps, without data yet.
+    ///
+    /// # Safety
+    /// No tensor or graph made in the graph context before may be used afterwards.
+    unsafe fn new_block_tensor(&mut self, n_rows: usize) -> *mut sys::ggml_tensor {
+        // SAFETY: the context is live and sized for one graph of `GRAPH_SIZE` nodes
+        // (metadata only); by this function's contract nothing made in it before is used.
+        unsafe {
+            sys::ggml_reset(self.graph_ctx.as_ptr());
+            sys::ggml_new_tensor_2d(
+                self.graph_ctx.as_ptr(),
+                sys::GGML_TYPE_F32,
+                self.n_embd as i64,
+                n_rows as i64,
+            )
+        }
+    }
+
     /// Sizes the graph allocator for the largest call (`n_rows_max` rows), so later calls
     /// never reallocate. The stand-in block output is never computed.
     fn reserve(&mut self, n_rows_max: usize) -> Result<(), String> {
@@ -448,13 +471,7 @@ impl DeviceCapper {
         // only needs a non-null data pointer so the allocator treats it as allocated, and
         // reserving computes nothing.
         unsafe {
-            sys::ggml_reset(self.graph_ctx.as_ptr());
-            let h = sys::ggml_new_tensor_2d(
-                self.graph_ctx.as_ptr(),
-                sys::GGML_TYPE_F32,
-                self.n_embd as i64,
-                n_rows_max as i64,
-            );
+            let h = self.new_block_tensor(n_rows_max);
             (*h).data = sys::ggml_backend_buffer_get_base(self.params_buf);
             let graph = self.build(h, 0, n_rows_max, routing, 0);
             for i in 0..sys::ggml_graph_n_nodes(graph) {
@@ -501,7 +518,20 @@ impl DeviceCapper {
                         }
                         (pl.tau, alpha)
                     }
-                    _ => (f32::INFINITY, 0.0),
+                    _ => {
+                        // A column that held an axis before is zeroed: its product with the
+                        // zero excess must stay 0 whatever it held.
+                        // SAFETY: the same column as above, inside the tensor.
+                        unsafe {
+                            sys::ggml_backend_tensor_memset(
+                                self.axes,
+                                0,
+                                (l * s_n + s) * n_embd * 4,
+                                n_embd * 4,
+                            );
+                        }
+                        (f32::INFINITY, 0.0)
+                    }
                 };
                 self.tau_alpha_host[l * 2 * s_n + s] = tau;
                 self.tau_alpha_host[(l * 2 + 1) * s_n + s] = alpha;
@@ -612,13 +642,7 @@ impl DeviceCapper {
         // address, so the graph reads and writes `t`'s memory (a computed, contiguous F32
         // tensor of `n` rows of `n_embd`, checked by the caller) and nothing else of it.
         unsafe {
-            sys::ggml_reset(self.graph_ctx.as_ptr());
-            let h = sys::ggml_new_tensor_2d(
-                self.graph_ctx.as_ptr(),
-                sys::GGML_TYPE_F32,
-                self.n_embd as i64,
-                n as i64,
-            );
+            let h = self.new_block_tensor(n);
             let status = sys::ggml_backend_tensor_alloc(t.buffer, h, t.data);
             if status != sys::GGML_STATUS_SUCCESS {
                 return Err(format!(

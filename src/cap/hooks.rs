@@ -279,18 +279,21 @@ impl Hooks {
         Ok(())
     }
 
-    /// Caps one block's output with a ggml graph on its own backend, then lets the observer
-    /// look (through a copy when the tensor is not in host memory).
+    /// Caps one block's output with a ggml graph on its own backend (`device`, from
+    /// `GraphCapper::device`), then lets the observer look (through a copy when the tensor is
+    /// not in host memory).
     fn cap_on_device(
         &mut self,
         t: &sys::ggml_tensor,
         layer: usize,
         n: usize,
         host: bool,
+        device: usize,
     ) -> Result<(), String> {
         let n_rows = n / self.n_embd;
         let routing = self.routing(layer, n_rows)?;
         self.graph.cap(
+            device,
             t,
             layer,
             n_rows,
@@ -360,7 +363,7 @@ impl Hooks {
         // A tensor outside any buffer (plain host memory) can only be capped by the host loop.
         if cap && on_device && !t.buffer.is_null() && self.graph_unavailable.is_none() {
             match self.graph.device(t, layer) {
-                Ok(_) => return self.cap_on_device(t, layer, n, host),
+                Ok(d) => return self.cap_on_device(t, layer, n, host, d),
                 // Asked for explicitly: the graph path or an error.
                 Err(e) if self.path == CapPath::Graph => return Err(e),
                 // `auto`: the host loop (through copies) still caps; say why, once.
