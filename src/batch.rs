@@ -22,6 +22,17 @@ pub enum SlotEvent {
     Failed(String),
 }
 
+/// A slot's state, as llama-server's `/slots` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// A request is running in it.
+    pub busy: bool,
+    /// Tokens in its KV cache (the running or last request's prompt and reply).
+    pub cached_tokens: usize,
+    /// The running or last request was capped.
+    pub capped: bool,
+}
+
 struct Job {
     pending: Vec<Token>,
     prompt_len: usize,
@@ -128,6 +139,19 @@ impl BatchEngine {
             .filter(|(_, s)| s.job.is_none())
             .max_by_key(|(i, s)| (s.reusable(prompt, plan), usize::MAX - i))
             .map(|(i, _)| i)
+    }
+
+    /// What `slot` is doing (llama-server's `/slots`).
+    ///
+    /// # Panics
+    /// When `slot` is not below [`Self::n_slots`].
+    pub fn slot_info(&self, slot: usize) -> SlotInfo {
+        let s = &self.slots[slot];
+        SlotInfo {
+            busy: s.job.is_some(),
+            cached_tokens: s.cached.len(),
+            capped: s.cached_plan.is_some(),
+        }
     }
 
     /// Whether any request is running.

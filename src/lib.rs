@@ -39,7 +39,7 @@ pub use axis::{
     AxisError, AxisFile, AxisFileError, AxisSet, AxisSetError, AxisWriteError, AxisWriter,
     Threshold, ThresholdError, ThresholdSource, Thresholds,
 };
-pub use batch::{BatchEngine, SlotEvent};
+pub use batch::{BatchEngine, SlotEvent, SlotInfo};
 pub use cap::{
     CAP_PATH_ENV, CapConfig, CapError, CapPath, CapPlan, ControlVector, ControlVectorError,
     LayerStats, Observation,

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use acap::{BatchEngine, CapPlan, GenerateParams, GenerationStats, LayerStats, SlotEvent, Token};
+use acap::{
+    BatchEngine, CapPlan, GenerateParams, GenerationStats, LayerStats, SlotEvent, SlotInfo, Token,
+};
 use tokio::sync::mpsc;
 
 /// What a request receives from the engine.
@@ -14,8 +16,8 @@ use tokio::sync::mpsc;
 pub enum Msg {
     /// A piece of generated text.
     Text(String),
-    /// The request finished: statistics and the capping telemetry of its rows.
-    Done(GenerationStats, Vec<(u32, LayerStats)>),
+    /// The request finished: statistics, the capping telemetry of its rows, and its slot.
+    Done(GenerationStats, Vec<(u32, LayerStats)>, usize),
     /// The request failed.
     Failed(String),
 }
@@ -45,12 +47,29 @@ pub struct Metrics {
     pub generated_tokens: AtomicU64,
     /// Microseconds spent generating (summed over requests).
     pub generation_us: AtomicU64,
+    /// Microseconds spent decoding prompts (summed over requests).
+    pub prompt_us: AtomicU64,
     /// Requests waiting for a slot.
     pub queued: AtomicUsize,
     /// Requests running.
     pub active: AtomicUsize,
     /// Rows seen and capped per block, over all requests.
     pub capped_rows: Mutex<BTreeMap<u32, (u64, u64)>>,
+    /// Each slot's state after the last step (`/slots`).
+    pub slots: Mutex<Vec<SlotInfo>>,
+    /// Tokens in all slots' KV caches after the last step.
+    pub kv_tokens: AtomicUsize,
+}
+
+impl Metrics {
+    fn snapshot(&self, engine: &BatchEngine) {
+        let infos: Vec<SlotInfo> = (0..engine.n_slots()).map(|i| engine.slot_info(i)).collect();
+        self.kv_tokens.store(
+            infos.iter().map(|i| i.cached_tokens).sum(),
+            Ordering::Relaxed,
+        );
+        *self.slots.lock().unwrap_or_else(|e| e.into_inner()) = infos;
+    }
 }
 
 /// The handle handlers use to submit jobs.
@@ -86,6 +105,7 @@ pub fn spawn(
 ) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let metrics = Arc::new(Metrics::default());
+    metrics.snapshot(&engine);
     let m = metrics.clone();
     let thread = std::thread::spawn(move || {
         let mut waiting: VecDeque<Job> = VecDeque::new();
@@ -133,13 +153,16 @@ pub fn spawn(
                 }
             }
             m.active.store(engine.active(), Ordering::Relaxed);
-            for (slot, ev) in engine.step() {
+            let events = engine.step();
+            // Before anyone hears of a finished request, `/slots` shows its slot free.
+            m.snapshot(&engine);
+            for (slot, ev) in events {
                 let msg = match ev {
                     SlotEvent::Text(t) => Msg::Text(t),
                     SlotEvent::Finished(st) => {
                         let telemetry = engine.slot_cap_stats(slot);
                         record(&m, &st, &telemetry);
-                        Msg::Done(st, telemetry)
+                        Msg::Done(st, telemetry, slot)
                     }
                     SlotEvent::Failed(e) => Msg::Failed(e),
                 };
@@ -173,6 +196,8 @@ fn record(m: &Metrics, st: &GenerationStats, telemetry: &[(u32, LayerStats)]) {
         .fetch_add(st.generated_tokens as u64, Ordering::Relaxed);
     m.generation_us
         .fetch_add(st.generation_time.as_micros() as u64, Ordering::Relaxed);
+    m.prompt_us
+        .fetch_add(st.prompt_time.as_micros() as u64, Ordering::Relaxed);
     let mut rows = m.capped_rows.lock().unwrap_or_else(|e| e.into_inner());
     for (l, s) in telemetry {
         let e = rows.entry(*l).or_default();

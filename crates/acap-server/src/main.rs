@@ -13,7 +13,10 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use acap::{BatchEngine, GenerateParams, Model, ModelParams};
-use acap_frontend::{CapArgs, ContextArgs, ControlVectorArgs, Names, SamplingArgs, cap_error};
+use acap::{ChatTemplate, TemplateChoice};
+use acap_frontend::{
+    CapArgs, ContextArgs, ControlVectorArgs, LoadArgs, Names, SamplingArgs, cap_error,
+};
 use clap::Parser;
 
 /// llama-server's one-dash long options and their two-dash names.
@@ -22,6 +25,12 @@ const SINGLE_DASH: &[(&str, &str)] = &[
     ("-ngl", "--n-gpu-layers"),
     ("-ub", "--ubatch-size"),
     ("-tb", "--threads-batch"),
+    ("-fa", "--flash-attn"),
+    ("-ctk", "--cache-type-k"),
+    ("-ctv", "--cache-type-v"),
+    ("-cb", "--cont-batching"),
+    ("-nocb", "--no-cont-batching"),
+    ("-to", "--timeout"),
 ];
 
 #[derive(Parser, Debug)]
@@ -54,9 +63,54 @@ struct Args {
     /// Chat template name or text.
     #[arg(long)]
     chat_template: Option<String>,
-    /// Required API key (Authorization: Bearer KEY).
+    /// A Jinja chat template file.
+    #[arg(long, conflicts_with = "chat_template")]
+    chat_template_file: Option<PathBuf>,
+    /// Render the model's template (or --chat-template's text) as Jinja.
+    #[arg(long, overrides_with = "no_jinja")]
+    jinja: bool,
+    /// llama.cpp's built-in template renderer when it recognises the template (default).
+    #[arg(long)]
+    no_jinja: bool,
+    /// The model's name in responses (default: the model's own name or file name).
+    #[arg(short = 'a', long = "alias")]
+    alias: Option<String>,
+    /// Required API keys (Authorization: Bearer KEY), comma-separated.
     #[arg(long)]
     api_key: Option<String>,
+    /// A file of API keys, one per line.
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
+    /// Continuous batching: always on in acap-server (accepted for llama-server's scripts).
+    #[arg(long = "cont-batching")]
+    cont_batching: bool,
+    /// Refused: acap-server always batches continuously.
+    #[arg(long = "no-cont-batching")]
+    no_cont_batching: bool,
+    /// Accepted: `/metrics` is always served.
+    #[arg(long)]
+    metrics: bool,
+    /// Serve `/slots` (the default).
+    #[arg(long, overrides_with = "no_slots")]
+    slots: bool,
+    /// Do not serve `/slots`.
+    #[arg(long)]
+    no_slots: bool,
+    /// Seconds a connection may take to send its request headers, and may stay idle.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Threads serving HTTP (default: 2).
+    #[arg(long, default_value_t = 2)]
+    threads_http: usize,
+    /// Log only errors.
+    #[arg(long)]
+    log_disable: bool,
+    /// Log everything (debug).
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// Accepted: acap-server has no web page yet (`/` answers 404).
+    #[arg(long)]
+    no_webui: bool,
     /// Requests that may wait for a slot; more get 503.
     #[arg(long, default_value_t = 64)]
     queue: usize,
@@ -68,6 +122,8 @@ struct Args {
     shutdown_timeout: u64,
     #[command(flatten)]
     context: ContextArgs,
+    #[command(flatten)]
+    load: LoadArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]
@@ -107,21 +163,106 @@ async fn shutdown_signal() {
     }
 }
 
+/// The API keys of `--api-key` (comma-separated) and `--api-key-file` (one per line).
+fn api_keys(a: &Args) -> Result<Vec<String>, String> {
+    let mut keys: Vec<String> = a
+        .api_key
+        .iter()
+        .flat_map(|k| k.split(','))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(path) = &a.api_key_file {
+        let text = acap_frontend::read_text("--api-key-file", path, 1 << 20)?;
+        let before = keys.len();
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned),
+        );
+        if keys.len() == before {
+            return Err(format!(
+                "--api-key-file {}: no keys in the file",
+                path.display()
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+/// Start-up values that llama.cpp would abort on, or that would fail every request, refused
+/// before the model loads.
+fn check_startup(a: &Args) -> Result<(), String> {
+    if a.no_cont_batching {
+        return Err("--no-cont-batching: acap-server always batches continuously".into());
+    }
+    if a.parallel == 0 {
+        return Err("--parallel 0: at least one slot is needed".into());
+    }
+    let (np, c) = (a.parallel as usize, a.context.ctx_size as usize);
+    if c != 0 && c / np < 8 {
+        return Err(format!(
+            "--ctx-size {c} / --parallel {np} leaves {} tokens per slot; give each slot at least 8",
+            c / np
+        ));
+    }
+    // Each engine step decodes one token of every running request in one batch.
+    if a.context.batch_size < np as u32 || a.context.ubatch_size < np as u32 {
+        return Err(format!(
+            "--batch-size {} / --ubatch-size {} must be at least --parallel {np}: each step \
+             decodes a token of every slot together",
+            a.context.batch_size, a.context.ubatch_size
+        ));
+    }
+    if a.threads_http == 0 {
+        return Err("--threads-http 0: at least one thread is needed".into());
+    }
+    if a.timeout == 0 {
+        return Err("--timeout 0: give the seconds a connection may stay idle".into());
+    }
+    Ok(())
+}
+
 fn run(a: Args) -> Result<(), String> {
+    check_startup(&a)?;
     let cap = a.cap.config()?;
     let cv = a.control.control_vector()?;
+    let api_keys = api_keys(&a)?;
+    let template_file = match &a.chat_template_file {
+        Some(p) => Some((
+            format!("--chat-template-file {}", p.display()),
+            acap_frontend::read_text("--chat-template-file", p, acap_frontend::TEXT_LIMIT)?,
+        )),
+        None => None,
+    };
+    let sampling = a.sampling.params()?;
     let model = Model::load(
         &a.model,
-        ModelParams::default().with_n_gpu_layers(a.n_gpu_layers),
+        a.load
+            .model_params(ModelParams::default().with_n_gpu_layers(a.n_gpu_layers))?,
     )
     .map_err(|e| e.to_string())?;
-    if a.chat_template.is_none() && model.info().chat_template.is_none() {
+    let choice = TemplateChoice {
+        name: a.chat_template.clone(),
+        file: template_file,
+        jinja: a.jinja && !a.no_jinja,
+    };
+    let template = ChatTemplate::resolve(&model, &choice).map_err(|e| {
+        if a.chat_template.is_some() {
+            format!("--chat-template: {e}")
+        } else {
+            e.to_string()
+        }
+    })?;
+    if let Some(w) = template.warning() {
         // As llama-server: chat requests are rendered as chatml.
-        eprintln!(
-            "warning: {}: the model has no chat template; using chatml (pass --chat-template NAME)",
-            a.model.display()
-        );
+        eprintln!("warning: {}: {w}", a.model.display());
     }
+    // Bad start-up sampling values would fail every request: refuse them now.
+    acap::Sampler::new(&model, &sampling, 16)
+        .map_err(|e| format!("sampling flags (--temp, --top-p, ...): {e}"))?;
     if let Some(cfg) = &cap {
         // Validated against the model now: the server never runs uncapped by accident.
         cfg.plan(&model).map_err(|e| cap_error(&e, Names::FLAGS))?;
@@ -138,18 +279,25 @@ fn run(a: Args) -> Result<(), String> {
     let defaults = GenerateParams {
         max_tokens: usize::try_from(a.n_predict).ok(),
         stop: Vec::new(),
-        sampling: a.sampling.params()?,
+        sampling,
     };
-    let model_name = model.info().name.clone().unwrap_or_else(|| {
-        a.model
-            .file_stem()
-            .map_or("model".into(), |s| s.to_string_lossy().into_owned())
-    });
+    let model_name = a
+        .alias
+        .clone()
+        .or_else(|| model.info().name.clone())
+        .unwrap_or_else(|| {
+            a.model
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().into_owned())
+        });
     let state = Arc::new(api::AppState {
         model,
         model_name,
-        chat_template: a.chat_template.clone(),
-        api_key: a.api_key.clone(),
+        template,
+        model_path: a.model.display().to_string(),
+        n_slots: a.parallel as usize,
+        slots_endpoint: !a.no_slots || a.slots,
+        api_keys,
         defaults,
         capping: cap,
         n_ctx_slot,
@@ -157,7 +305,7 @@ fn run(a: Args) -> Result<(), String> {
         next_id: AtomicU64::new(1),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(a.threads_http)
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
@@ -191,7 +339,17 @@ fn run(a: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let level = {
+        let raw = acap_frontend::os_args();
+        if raw.iter().any(|a| a == "--log-disable") {
+            "error"
+        } else if raw.iter().any(|a| a == "-v" || a == "--verbose") {
+            "debug"
+        } else {
+            "warn"
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let args: Args = acap_frontend::parse_os_args(normalize(acap_frontend::os_args().into_iter()));
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

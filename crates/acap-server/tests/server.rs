@@ -95,9 +95,15 @@ fn request(port: u16, method: &str, path: &str, body: &str, headers: &[(&str, &s
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req += "Content-Type: application/json\r\n";
+    }
     for (k, v) in headers {
         req += &format!("{k}: {v}\r\n");
     }
@@ -465,7 +471,7 @@ fn error_paths() {
         let body = story(json!({"stream": true}));
         write!(
             s,
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
@@ -484,9 +490,15 @@ fn error_paths() {
     );
 }
 
-/// `acap_generated_tokens_total` from `/metrics`.
+/// `acap_generated_tokens_total` from `/metrics` (behind the key `sekret`).
 fn generated_total(port: u16) -> u64 {
-    let m = request(port, "GET", "/metrics", "", &[]);
+    let m = request(
+        port,
+        "GET",
+        "/metrics",
+        "",
+        &[("Authorization", "Bearer sekret")],
+    );
     m.body
         .lines()
         .find_map(|l| l.strip_prefix("acap_generated_tokens_total "))
@@ -565,16 +577,321 @@ print("OPENAI OK")
     );
 }
 
-/// An argument that is not UTF-8 is a clear error with exit 2, not a panic.
+/// A path that is not UTF-8 reaches the loader (and is named in its error); text that must
+/// be UTF-8 is refused naming the flag, exit 2, not a panic.
 #[test]
 fn non_utf8_arguments_are_refused_by_name() {
     use std::os::unix::ffi::OsStrExt;
     let o = Command::new(env!("CARGO_BIN_EXE_acap-server"))
         .arg("-m")
-        .arg(std::ffi::OsStr::from_bytes(b"caf\xe9.gguf"))
+        .arg(std::ffi::OsStr::from_bytes(b"/no/caf\xe9.gguf"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("/no/caf"), "{err}");
+    let o = Command::new(env!("CARGO_BIN_EXE_acap-server"))
+        .arg("-m")
+        .arg(model())
+        .arg("--alias")
+        .arg(std::ffi::OsStr::from_bytes(b"caf\xe9"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("argument 2 is not valid UTF-8"), "{err}");
+    assert!(
+        err.contains("--alias: the value is not valid UTF-8"),
+        "{err}"
+    );
+}
+
+/// The events of a llama-server `/completion` stream: the text, and the last event.
+fn native_streamed(body: &str) -> (String, Value) {
+    assert!(
+        !body.contains("[DONE]"),
+        "llama-server's native stream has no [DONE]"
+    );
+    let mut text = String::new();
+    let mut last = Value::Null;
+    for data in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let v: Value = serde_json::from_str(data).unwrap();
+        text += v["content"].as_str().unwrap();
+        last = v;
+    }
+    (text, last)
+}
+
+/// llama-server's own endpoints with its shapes, as the users' scripts call them.
+#[test]
+fn llama_server_endpoints() {
+    let dir = tempfile_dir();
+    let axis = axis(dir.path());
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, "first-key\n\nsecond-key\n").unwrap();
+    let srv = Server::start(&[
+        "--acap",
+        axis.to_str().unwrap(),
+        "-np",
+        "2",
+        "-c",
+        "1024",
+        "--api-key-file",
+        keys.to_str().unwrap(),
+        "--metrics",
+        "-cb",
+        "--slots",
+        "--threads-http",
+        "2",
+        "-fa",
+        "off",
+        "--no-webui",
+        "-a",
+        "my-alias",
+        "--log-disable",
+    ]);
+    let auth = [("Authorization", "Bearer second-key")];
+    let call = |path: &str, body: &Value| request(srv.port, "POST", path, &body.to_string(), &auth);
+    let get = |path: &str| request(srv.port, "GET", path, "", &auth);
+
+    // /completion, whole: llama-server's fields; the same text as /v1/completions.
+    let body = json!({"prompt": "Once upon a time", "n_predict": 8, "temperature": 0,
+                      "cache_prompt": true, "id_slot": -1});
+    let r = call("/completion", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let content = v["content"].as_str().unwrap().to_owned();
+    assert!(!content.is_empty());
+    assert_eq!(v["stop"], true);
+    assert_eq!(v["tokens_predicted"], 8);
+    assert_eq!(v["stop_type"], "limit");
+    assert_eq!(v["timings"]["predicted_n"], 8);
+    assert!(v["tokens_evaluated"].as_u64().unwrap() > 0);
+    assert_eq!(v["model"], "my-alias");
+    assert_eq!(v["acap"]["applied"]["enabled"], true);
+    assert_eq!(v["generation_settings"]["n_predict"], 8);
+    let oai = call(
+        "/v1/completions",
+        &json!({"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}),
+    )
+    .json();
+    assert_eq!(oai["choices"][0]["text"], content.as_str());
+    // The prompt as token ids (from /tokenize) gives the same reply.
+    let t = call(
+        "/tokenize",
+        &json!({"content": "Once upon a time", "add_special": true}),
+    )
+    .json();
+    let tokens = t["tokens"].as_array().unwrap().clone();
+    assert!(tokens.len() > 1);
+    let v = call(
+        "/completion",
+        &json!({"prompt": tokens, "n_predict": 8, "temperature": 0}),
+    )
+    .json();
+    assert_eq!(v["content"], content.as_str());
+    // Streaming: pieces, then a last event with stop true and the statistics.
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    let r = call("/completion", &sbody);
+    assert_eq!(r.status, 200);
+    let (text, last) = native_streamed(&r.body);
+    assert_eq!(text, content);
+    assert_eq!(last["stop"], true);
+    assert_eq!(last["tokens_predicted"], 8);
+    // A stop word.
+    let first_word = content.split_whitespace().next().unwrap().to_owned();
+    let v = call(
+        "/completion",
+        &json!({"prompt": "Once upon a time", "n_predict": 8, "temperature": 0,
+                "stop": [first_word]}),
+    )
+    .json();
+    assert_eq!(v["stop_type"], "word", "{v}");
+    assert_eq!(v["stopping_word"], first_word.as_str());
+
+    // /tokenize with pieces, /detokenize back.
+    let t = call(
+        "/tokenize",
+        &json!({"content": "Hello world", "with_pieces": true}),
+    )
+    .json();
+    let pieces = t["tokens"].as_array().unwrap();
+    let ids: Vec<Value> = pieces.iter().map(|p| p["id"].clone()).collect();
+    let joined: String = pieces
+        .iter()
+        .map(|p| p["piece"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, "Hello world");
+    let d = call("/detokenize", &json!({"tokens": ids})).json();
+    assert_eq!(d["content"], "Hello world");
+    let bad = call("/detokenize", &json!({"tokens": [1, 99999999]}));
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["param"], "tokens[1]");
+
+    // /apply-template: the text a chat request decodes.
+    let p = call(
+        "/apply-template",
+        &json!({"messages": [{"role": "user", "content": "Hi there"}]}),
+    )
+    .json();
+    assert!(p["prompt"].as_str().unwrap().contains("Hi there"), "{p}");
+
+    // /props and /slots.
+    let props = get("/props").json();
+    assert_eq!(props["total_slots"], 2);
+    assert_eq!(props["default_generation_settings"]["n_ctx"], 512);
+    assert_eq!(props["acap"]["enabled"], true);
+    assert_eq!(props["acap"]["layers"], json!([2, 3, 4, 5, 6]));
+    let slots = get("/slots").json();
+    let slots = slots.as_array().unwrap();
+    assert_eq!(slots.len(), 2);
+    assert!(
+        slots
+            .iter()
+            .any(|s| s["tokens_cached"].as_u64().unwrap() > 0)
+    );
+    assert!(slots.iter().all(|s| s["is_processing"] == false));
+    assert_eq!(get("/v1/models").json()["data"][0]["id"], "my-alias");
+
+    // Metrics: llama-server's names, behind the key; /health is open.
+    let m = get("/metrics");
+    assert_eq!(m.status, 200);
+    for name in [
+        "llamacpp:prompt_tokens_total",
+        "llamacpp:tokens_predicted_total",
+        "llamacpp:requests_processing",
+        "llamacpp:requests_deferred",
+        "llamacpp:kv_cache_usage_ratio",
+        "acap_rows_capped_total",
+    ] {
+        assert!(m.body.contains(name), "{name} missing in {}", m.body);
+    }
+    for path in ["/metrics", "/slots", "/props"] {
+        assert_eq!(
+            request(srv.port, "GET", path, "", &[]).status,
+            401,
+            "{path}"
+        );
+    }
+    let wrong = [("Authorization", "Bearer first-keyX")];
+    assert_eq!(request(srv.port, "GET", "/metrics", "", &wrong).status, 401);
+    let first = [("Authorization", "Bearer first-key")];
+    assert_eq!(request(srv.port, "GET", "/metrics", "", &first).status, 200);
+    assert_eq!(request(srv.port, "GET", "/health", "", &[]).status, 200);
+
+    // Fields acap does not do are refused by name, never ignored.
+    let chat = |extra: Value| call("/v1/chat/completions", &chat_body("Hi", extra));
+    for (extra, param) in [
+        (json!({"n": 2}), "n"),
+        (json!({"logprobs": true}), "logprobs"),
+        (json!({"top_logprobs": 3}), "top_logprobs"),
+        (json!({"n_probs": 3}), "n_probs"),
+        (
+            json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
+            "tools",
+        ),
+        (
+            json!({"response_format": {"type": "xml"}}),
+            "response_format.type",
+        ),
+        (json!({"id_slot": 7}), "id_slot"),
+        (
+            json!({"response_format": {"type": "json_object"}, "grammar": "root ::= \"a\""}),
+            "response_format",
+        ),
+    ] {
+        let r = chat(extra.clone());
+        assert_eq!(r.status, 400, "{extra}: {}", r.body);
+        assert_eq!(r.json()["error"]["param"], param, "{extra}");
+    }
+    assert_eq!(chat(json!({"n": 1})).status, 200);
+    // response_format through llama.cpp's schema converter: the reply is JSON-shaped.
+    let r = chat(json!({"response_format": {"type": "json_object"}, "max_tokens": 24}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text.trim_start().starts_with('{'), "{text}");
+    let schema =
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+    let r = chat(json!({"response_format": {"type": "json_schema",
+                        "json_schema": {"name": "x", "schema": schema}}, "max_tokens": 24}));
+    let text = r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let compact: String = text.split_whitespace().collect();
+    assert!(compact.starts_with("{\"n\":"), "{text}");
+
+    // A body that is not declared JSON does not start work (browsers send text/plain freely).
+    let r = request(
+        srv.port,
+        "POST",
+        "/completion",
+        &body.to_string(),
+        &[auth[0], ("Content-Type", "text/plain")],
+    );
+    assert_eq!(r.status, 415, "{}", r.body);
+}
+
+/// A template file (Jinja) renders chat requests; start-up values llama.cpp would abort on
+/// are refused before the model loads.
+#[test]
+fn start_up_flags_and_refusals() {
+    let dir = tempfile_dir();
+    let tmpl = dir.path().join("chatml.jinja");
+    std::fs::write(
+        &tmpl,
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+         {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    )
+    .unwrap();
+    let srv = Server::start(&["--chat-template-file", tmpl.to_str().unwrap(), "--no-slots"]);
+    let p = post(
+        srv.port,
+        "/apply-template",
+        &json!({"messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .json();
+    assert_eq!(
+        p["prompt"],
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    assert_eq!(request(srv.port, "GET", "/slots", "", &[]).status, 501);
+    drop(srv);
+    for (args, named) in [
+        (vec!["-np", "0"], "--parallel 0"),
+        (
+            vec!["-np", "4", "-b", "1", "-ub", "1"],
+            "must be at least --parallel 4",
+        ),
+        (vec!["-c", "16", "-np", "8"], "tokens per slot"),
+        (vec!["--temp", "nan"], "--temp"),
+        (vec!["-nocb"], "--no-cont-batching"),
+        (vec!["-b", "0"], "--batch-size 0"),
+        (
+            vec!["--chat-template-file", "/no/such.jinja"],
+            "--chat-template-file /no/such.jinja",
+        ),
+        (
+            vec!["--api-key-file", "/no/keys"],
+            "--api-key-file /no/keys",
+        ),
+        (
+            vec!["--chat-template", "no-such-template"],
+            "--chat-template",
+        ),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_acap-server"))
+            .arg("-m")
+            .arg(model())
+            .args(["--port", "0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
 }

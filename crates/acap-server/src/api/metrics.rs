@@ -4,14 +4,76 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::{AppState, authorize};
 
-/// The metrics page.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// The metrics page (behind the API key when one is set): llama-server's `llamacpp:` names,
+/// then acap's own counters.
+pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&state, &headers) {
+        return e.into_response();
+    }
     let m = &state.engine.metrics;
     let mut out = String::new();
+    let kv_capacity = (state.n_ctx_slot * state.n_slots).max(1);
+    let kv_tokens = m.kv_tokens.load(Ordering::Relaxed);
+    let llama = [
+        (
+            "prompt_tokens_total",
+            "counter",
+            "Number of prompt tokens processed.",
+            m.prompt_tokens.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "prompt_seconds_total",
+            "counter",
+            "Prompt process time.",
+            m.prompt_us.load(Ordering::Relaxed) as f64 / 1e6,
+        ),
+        (
+            "tokens_predicted_total",
+            "counter",
+            "Number of generation tokens processed.",
+            m.generated_tokens.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "tokens_predicted_seconds_total",
+            "counter",
+            "Predict process time.",
+            m.generation_us.load(Ordering::Relaxed) as f64 / 1e6,
+        ),
+        (
+            "requests_processing",
+            "gauge",
+            "Number of requests processing.",
+            m.active.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "requests_deferred",
+            "gauge",
+            "Number of requests deferred.",
+            m.queued.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "kv_cache_usage_ratio",
+            "gauge",
+            "KV-cache usage. 1 means 100 percent usage.",
+            kv_tokens as f64 / kv_capacity as f64,
+        ),
+        (
+            "kv_cache_tokens",
+            "gauge",
+            "KV-cache tokens.",
+            kv_tokens as f64,
+        ),
+    ];
+    for (name, kind, help, v) in llama {
+        out += &format!(
+            "# HELP llamacpp:{name} {help}\n# TYPE llamacpp:{name} {kind}\nllamacpp:{name} {v}\n"
+        );
+    }
     out += "# HELP acap_requests_total Requests accepted, by endpoint.\n# TYPE acap_requests_total counter\n";
     for (k, v) in m.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         out += &format!("acap_requests_total{{endpoint=\"{k}\"}} {v}\n");

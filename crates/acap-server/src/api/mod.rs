@@ -8,6 +8,7 @@
 mod capping;
 mod error;
 mod metrics;
+mod native;
 mod request;
 mod response;
 
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use acap::eval::{Rubric, parse_evaluation};
-use acap::{CapConfig, ChatMessage, GenerateParams, Model, SamplingParams, Special};
+use acap::{CapConfig, ChatMessage, ChatTemplate, GenerateParams, Model, SamplingParams, Special};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -35,10 +36,17 @@ pub struct AppState {
     pub model: Model,
     /// Its name in responses.
     pub model_name: String,
-    /// Chat template override.
-    pub chat_template: Option<String>,
-    /// Required bearer token, if any.
-    pub api_key: Option<String>,
+    /// The chat template, resolved at start-up (`--chat-template`, `--chat-template-file`,
+    /// `--jinja`, the model's, chatml).
+    pub template: ChatTemplate,
+    /// The model file (`/props`).
+    pub model_path: String,
+    /// Slots (`-np`).
+    pub n_slots: usize,
+    /// Whether `/slots` is served (`--slots`, the default; `--no-slots` switches it off).
+    pub slots_endpoint: bool,
+    /// Accepted bearer tokens (none: no key needed).
+    pub api_keys: Vec<String>,
     /// Default generation settings.
     pub defaults: GenerateParams,
     /// Default capping (from `--acap*`), if any.
@@ -60,18 +68,54 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/evaluate", post(evaluate))
         .route("/metrics", get(metrics::metrics))
+        .route("/completion", post(native::completion))
+        .route("/completions", post(native::completion))
+        .route("/tokenize", post(native::tokenize))
+        .route("/detokenize", post(native::detokenize))
+        .route("/apply-template", post(native::apply_template))
+        .route("/props", get(native::props))
+        .route("/slots", get(native::slots))
+        .route("/v1/health", get(health))
         .with_state(state)
 }
 
+/// Checks the API key and, for a POST with a body, that the body is declared JSON: a browser
+/// page may send `text/plain` bodies to any site without asking first, so only JSON bodies
+/// (which need a CORS pre-flight) can start work.
+fn authorize_json(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    authorize(state, headers)?;
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !body.is_empty() && !json {
+        return Err(ApiError::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the request body must be sent as Content-Type: application/json",
+        ));
+    }
+    Ok(())
+}
+
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(key) = &state.api_key else {
+    if state.api_keys.is_empty() {
         return Ok(());
-    };
+    }
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| same_secret(g.as_bytes(), key.as_bytes())) {
+    // Every key is compared, so the time taken does not say which one nearly matched.
+    let matched = given.is_some_and(|g| {
+        state.api_keys.iter().fold(false, |any, k| {
+            same_secret(g.as_bytes(), k.as_bytes()) | any
+        })
+    });
+    if matched {
         Ok(())
     } else {
         Err(ApiError::status(
@@ -143,32 +187,32 @@ async fn completions(
 
 /// Chat and text completions: the same request fields, a prompt from `messages` (rendered
 /// with the chat template) or from `prompt`.
-async fn generation(
+pub(crate) async fn generation(
     state: Arc<AppState>,
     headers: HeaderMap,
     body: Bytes,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    authorize_json(&state, &headers, &body)?;
     let req: GenerationRequest = request::parse(&body)?;
-    let (prompt, field) = match kind {
+    let tokens = match kind {
         Kind::Chat => {
             let msgs = req.chat_messages()?;
             let text = state
-                .model
-                .apply_chat_template(&msgs, true, state.chat_template.as_deref())
+                .template
+                .render(&state.model, &msgs, true)
                 .map_err(|e| ApiError::bad("messages", e.to_string()))?;
-            (text, "messages")
+            state
+                .model
+                .tokenize(&text, Special::PROMPT)
+                .map_err(|e| ApiError::bad("messages", e.to_string()))?
         }
-        Kind::Text => (req.prompt_text()?, "prompt"),
+        Kind::Text | Kind::Native => req.prompt_tokens(&state.model)?,
     };
+    req.check_slot(state.n_slots)?;
     let params = req.generate_params(&state.defaults)?;
     check_sampling(&state, &params)?;
     let cap = capping::capping(&state, req.acap.as_ref())?;
-    let tokens = state
-        .model
-        .tokenize(&prompt, Special::PROMPT)
-        .map_err(|e| ApiError::bad(field, e.to_string()))?;
     respond(
         &state,
         kind,
@@ -189,7 +233,7 @@ async fn evaluate_inner(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    authorize_json(&state, &headers, &body)?;
     let req: EvaluateRequest = request::parse(&body)?;
     let mut rubric = match req.dimensions.unwrap_or(6) {
         5 => Rubric::five_dimensions(),
@@ -225,8 +269,8 @@ async fn evaluate_inner(
         ChatMessage::user(rubric.user_message(&req.prompt, &req.response)),
     ];
     let rendered = state
-        .model
-        .apply_chat_template(&msgs, true, state.chat_template.as_deref())
+        .template
+        .render(&state.model, &msgs, true)
         .map_err(|e| ApiError::bad("prompt", e.to_string()))?;
     let tokens = state
         .model
@@ -235,10 +279,10 @@ async fn evaluate_inner(
     count(&state, "evaluate");
     // Always uncapped, whatever the server's defaults.
     let rx = submit(&state, tokens, params, None)?;
-    let (raw, st, _) = collect(rx).await?;
-    let e = parse_evaluation(&raw, &rubric.dimensions);
+    let done = collect(rx).await?;
+    let e = parse_evaluation(&done.text, &rubric.dimensions);
     let mut v = acap_frontend::evaluation_json(&e);
-    v["usage"] = usage(&st);
+    v["usage"] = usage(&done.stats);
     v["acap"] = json!({"applied": {"enabled": false}});
     Ok(axum::Json(v).into_response())
 }

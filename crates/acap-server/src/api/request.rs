@@ -2,9 +2,10 @@
 //! JSON path of the culprit (`messages[0].content`, `acap.layer_range`), found by
 //! `serde_path_to_error`.
 
-use acap::{ChatMessage, GenerateParams, LayerRange};
+use acap::{ChatMessage, GenerateParams, LayerRange, Model, Special, Token};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::error::ApiError;
 
@@ -43,6 +44,30 @@ pub struct GenerationRequest {
     pub prompt: Option<Prompt>,
     /// Tokens to generate.
     pub max_tokens: Option<i64>,
+    /// llama-server's name for the tokens to generate (-1: until the end or a full context).
+    pub n_predict: Option<i64>,
+    /// Penalty window (llama.cpp; 0 off, -1 the context).
+    pub repeat_last_n: Option<i32>,
+    /// A JSON schema the output must follow (llama-server's `/completion`).
+    pub json_schema: Option<Value>,
+    /// OpenAI's `response_format`: `text`, `json_object` or `json_schema`.
+    pub response_format: Option<ResponseFormat>,
+    /// Choices to return (only 1 is supported).
+    pub n: Option<i64>,
+    /// OpenAI log probabilities (not supported: refused when asked for).
+    pub logprobs: Option<bool>,
+    /// OpenAI top log probabilities per token (not supported: refused when > 0).
+    pub top_logprobs: Option<i64>,
+    /// llama-server's token probabilities (not supported: refused when > 0).
+    pub n_probs: Option<i64>,
+    /// OpenAI tools (not supported: refused when non-empty).
+    pub tools: Option<Vec<Value>>,
+    /// llama-server's prompt cache switch, accepted: the prefix cache is always used (a
+    /// reused prefix is only taken under the same capping).
+    #[allow(dead_code)]
+    pub cache_prompt: Option<bool>,
+    /// llama-server's slot choice; any slot with the longest cached prefix is used.
+    pub id_slot: Option<i64>,
     /// OpenAI's newer name for `max_tokens` (wins when both are given).
     pub max_completion_tokens: Option<i64>,
     /// Sampling temperature.
@@ -103,8 +128,30 @@ pub struct Part {
 pub enum Prompt {
     /// The text.
     Text(String),
-    /// A batch of prompts (only one is supported).
-    Batch(Vec<String>),
+    /// Token ids and text pieces (llama-server), or a batch of one prompt (OpenAI).
+    Parts(Vec<PromptPart>),
+}
+
+/// One element of a prompt array.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PromptPart {
+    /// A token id.
+    Token(i64),
+    /// Text.
+    Text(String),
+}
+
+/// OpenAI's `response_format`.
+#[derive(Debug, Deserialize)]
+pub struct ResponseFormat {
+    /// `text`, `json_object` or `json_schema`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `json_schema`: `{"name": .., "schema": {..}}`.
+    pub json_schema: Option<Value>,
+    /// llama-server also takes the schema here.
+    pub schema: Option<Value>,
 }
 
 /// Stop strings: one or several.
@@ -197,27 +244,181 @@ impl GenerationRequest {
             .collect()
     }
 
-    /// The completion prompt.
-    pub fn prompt_text(&self) -> Result<String, ApiError> {
+    /// The prompt's tokens: text is tokenized as llama-server does (BOS added, special tokens
+    /// parsed, for the first piece), token ids are checked and taken as they are.
+    pub fn prompt_tokens(&self, model: &Model) -> Result<Vec<Token>, ApiError> {
+        let tokenize = |text: &str, first: bool| {
+            let special = if first {
+                Special::PROMPT
+            } else {
+                Special {
+                    add: false,
+                    parse: true,
+                }
+            };
+            model
+                .tokenize(text, special)
+                .map_err(|e| ApiError::bad("prompt", e.to_string()))
+        };
         match &self.prompt {
-            Some(Prompt::Text(s)) => Ok(s.clone()),
-            Some(Prompt::Batch(v)) if v.len() == 1 => Ok(v[0].clone()),
-            Some(Prompt::Batch(_)) => Err(ApiError::bad(
-                "prompt",
-                "'prompt' must be one string (batches of prompts are not supported)",
-            )),
+            Some(Prompt::Text(s)) => tokenize(s, true),
+            Some(Prompt::Parts(parts)) if parts.is_empty() => {
+                Err(ApiError::bad("prompt", "'prompt' is empty"))
+            }
+            Some(Prompt::Parts(parts)) => {
+                let texts = parts
+                    .iter()
+                    .filter(|p| matches!(p, PromptPart::Text(_)))
+                    .count();
+                if texts > 1 && texts == parts.len() {
+                    return Err(ApiError::bad(
+                        "prompt",
+                        "'prompt' must be one string (batches of prompts are not supported)",
+                    ));
+                }
+                let mut out = Vec::new();
+                for (i, part) in parts.iter().enumerate() {
+                    match part {
+                        PromptPart::Text(s) => out.extend(tokenize(s, i == 0)?),
+                        PromptPart::Token(t) => {
+                            let ok = i32::try_from(*t)
+                                .ok()
+                                .filter(|t| (0..model.n_vocab()).contains(t));
+                            let Some(t) = ok else {
+                                return Err(ApiError::bad(
+                                    &format!("prompt[{i}]"),
+                                    format!(
+                                        "token {t} is not in the vocabulary (0..{})",
+                                        model.n_vocab()
+                                    ),
+                                ));
+                            };
+                            out.push(t);
+                        }
+                    }
+                }
+                Ok(out)
+            }
             None => Err(ApiError::bad("prompt", "'prompt' must be a string")),
         }
     }
 
+    /// Refuses an `id_slot` that names no slot (-1, any slot, is the default; the engine
+    /// picks the free slot with the longest cached prefix).
+    pub fn check_slot(&self, n_slots: usize) -> Result<(), ApiError> {
+        match self.id_slot {
+            Some(id) if id < -1 || id >= n_slots as i64 => Err(ApiError::bad(
+                "id_slot",
+                format!("'id_slot' {id}: the server has slots 0..{n_slots} (-1: any)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses, naming the field, what the request asks for that acap does not do, instead
+    /// of ignoring it.
+    pub fn check_supported(&self) -> Result<(), ApiError> {
+        if let Some(n) = self.n.filter(|&n| n != 1) {
+            return Err(ApiError::bad(
+                "n",
+                format!("'n' is {n}: one choice per request is supported; send several requests"),
+            ));
+        }
+        if self.logprobs == Some(true) || self.top_logprobs.is_some_and(|n| n > 0) {
+            let field = if self.logprobs == Some(true) {
+                "logprobs"
+            } else {
+                "top_logprobs"
+            };
+            return Err(ApiError::bad(
+                field,
+                format!("'{field}' is not supported by acap-server yet"),
+            ));
+        }
+        if self.n_probs.is_some_and(|n| n > 0) {
+            return Err(ApiError::bad(
+                "n_probs",
+                "'n_probs' is not supported by acap-server yet",
+            ));
+        }
+        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(ApiError::bad(
+                "tools",
+                "'tools' (function calling) is not supported by acap-server yet",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The grammar `json_schema` or `response_format` asks for, through llama.cpp's converter
+    /// (the CLI's `-j`).
+    fn schema_grammar(&self) -> Result<Option<String>, ApiError> {
+        let (field, schema) = match (&self.json_schema, &self.response_format) {
+            (Some(s), None) => ("json_schema", s.clone()),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad(
+                    "json_schema",
+                    "give 'json_schema' or 'response_format', not both",
+                ));
+            }
+            (None, Some(f)) => match f.kind.as_str() {
+                "text" => return Ok(None),
+                "json_object" => (
+                    "response_format",
+                    f.schema
+                        .clone()
+                        .unwrap_or_else(|| serde_json::json!({"type": "object"})),
+                ),
+                "json_schema" => {
+                    let schema = f
+                        .json_schema
+                        .as_ref()
+                        .and_then(|j| j.get("schema").cloned())
+                        .or_else(|| f.schema.clone())
+                        .ok_or_else(|| {
+                            ApiError::bad(
+                                "response_format.json_schema.schema",
+                                "'response_format' json_schema needs json_schema.schema",
+                            )
+                        })?;
+                    ("response_format", schema)
+                }
+                other => {
+                    return Err(ApiError::bad(
+                        "response_format.type",
+                        format!(
+                            "'response_format.type' '{other}' is not text, json_object or json_schema"
+                        ),
+                    ));
+                }
+            },
+            (None, None) => return Ok(None),
+        };
+        if self.grammar.is_some() {
+            return Err(ApiError::bad(
+                field,
+                format!("give 'grammar' or '{field}', not both"),
+            ));
+        }
+        acap::json_schema_to_grammar(&schema.to_string())
+            .map(Some)
+            .map_err(|e| ApiError::bad(field, format!("'{field}': {e}")))
+    }
+
     /// Generation settings: the server's `defaults` overridden by the request's fields.
     pub fn generate_params(&self, defaults: &GenerateParams) -> Result<GenerateParams, ApiError> {
+        self.check_supported()?;
         let mut p = defaults.clone();
         if let Some(v) = self.max_completion_tokens.or(self.max_tokens) {
             if v < 0 {
                 return Err(ApiError::bad("max_tokens", "'max_tokens' must be >= 0"));
             }
             p.max_tokens = Some(v as usize);
+        } else if let Some(v) = self.n_predict {
+            if v < -1 {
+                return Err(ApiError::bad("n_predict", "'n_predict' must be >= -1"));
+            }
+            p.max_tokens = usize::try_from(v).ok();
         }
         let s = &mut p.sampling;
         let set = |dst: &mut f32, v: Option<f32>| {
@@ -234,11 +435,17 @@ impl GenerationRequest {
         if let Some(v) = self.top_k {
             s.top_k = v;
         }
+        if let Some(v) = self.repeat_last_n {
+            s.penalty_last_n = v;
+        }
         if let Some(v) = self.seed {
             s.seed = seed("seed", v)?;
         }
         if let Some(g) = &self.grammar {
             s.grammar = Some(g.clone());
+        }
+        if let Some(g) = self.schema_grammar()? {
+            p.sampling.grammar = Some(g);
         }
         match &self.stop {
             None => {}
