@@ -5,6 +5,7 @@
 
 mod api;
 mod engine;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,7 +97,8 @@ struct Args {
     /// Do not serve `/slots`.
     #[arg(long)]
     no_slots: bool,
-    /// Seconds a connection may take to send its request headers, and may stay idle.
+    /// Seconds a connection may take to send a request's headers, and may stay idle between
+    /// requests (at most 30 s is used for both).
     #[arg(long, default_value_t = 600)]
     timeout: u64,
     /// Threads serving HTTP (default: 2).
@@ -319,18 +321,20 @@ fn run(a: Args) -> Result<(), String> {
             "acap-server: listening on http://{addr} ({} slots, {n_ctx_slot} tokens each)",
             a.parallel
         );
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                eprintln!("acap-server: shutting down (in-flight requests get {timeout:?})");
-                tokio::spawn(async move {
-                    tokio::time::sleep(timeout).await;
-                    eprintln!("acap-server: shutdown time limit reached");
-                    std::process::exit(0);
-                });
-            })
-            .await
-            .map_err(|e| e.to_string())
+        // Headers (and the next request on a kept-alive connection) within --timeout,
+        // at most 30 s: a client that sends half a request does not hold a connection.
+        let header_timeout = Duration::from_secs(a.timeout.min(30));
+        serve::serve(listener, api::router(state), header_timeout, async move {
+            shutdown_signal().await;
+            eprintln!("acap-server: shutting down (in-flight requests get {timeout:?})");
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                eprintln!("acap-server: shutdown time limit reached");
+                std::process::exit(0);
+            });
+        })
+        .await;
+        Ok::<(), String>(())
     })?;
     // The router (and its engine handles) is gone: the engine thread finishes and ends.
     let _ = engine_thread.join();

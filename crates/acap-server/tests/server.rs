@@ -835,6 +835,35 @@ fn llama_server_endpoints() {
     assert_eq!(r.status, 415, "{}", r.body);
 }
 
+/// A client that sends half a request's headers is disconnected after `--timeout` seconds
+/// (a kept-alive idle connection too); a whole request on time is answered.
+#[test]
+fn half_sent_requests_are_cut_off() {
+    let srv = Server::start(&["--timeout", "1"]);
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+    // An idle kept-alive connection is closed the same way; the server still answers.
+    let mut s = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(request(srv.port, "GET", "/health", "", &[]).status, 200);
+}
+
 /// A template file (Jinja) renders chat requests; start-up values llama.cpp would abort on
 /// are refused before the model loads.
 #[test]
