@@ -5,8 +5,9 @@ set -euo pipefail
 
 # Debian packages the build needs: llama-cpp-sys-2 builds llama.cpp with CMake and generates
 # its bindings with bindgen (libclang). The C API tests compile C and C++ programs (gcc, g++,
-# AddressSanitizer's runtime libasan) and use pkg-config.
-APT_PACKAGES=(cmake clang libclang-dev gcc g++ pkg-config)
+# AddressSanitizer's runtime libasan) and use pkg-config. acap-server's chat page is tested in
+# a real browser (headless Chromium).
+APT_PACKAGES=(cmake clang libclang-dev gcc g++ pkg-config chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -38,4 +39,10 @@ if ! "$venv/bin/python" -c "import openai" >/dev/null 2>&1; then
     echo "setup: installing the openai Python client into $venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "openai==$(cat "$root/scripts/openai-version")"
+fi
+# The chat page's browser test drives the Debian Chromium with Playwright (its own browser
+# downloads are not used).
+if ! "$venv/bin/python" -c "import playwright" >/dev/null 2>&1; then
+    echo "setup: installing Playwright into $venv" >&2
+    "$venv/bin/pip" install -q "playwright==$(cat "$root/scripts/playwright-version")"
 fi

@@ -110,7 +110,7 @@ struct Args {
     /// Log everything (debug).
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
-    /// Accepted: acap-server has no web page yet (`/` answers 404).
+    /// Do not serve the chat page at `/`.
     #[arg(long)]
     no_webui: bool,
     /// Requests that may wait for a slot; more get 503.
@@ -299,6 +299,7 @@ fn run(a: Args) -> Result<(), String> {
         model_path: a.model.display().to_string(),
         n_slots: a.parallel as usize,
         slots_endpoint: !a.no_slots || a.slots,
+        webui: !a.no_webui,
         api_keys,
         defaults,
         capping: cap,

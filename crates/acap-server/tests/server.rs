@@ -535,10 +535,7 @@ fn queue_limit_gives_503_and_sigterm_exits_cleanly() {
 /// `scripts/setup.sh`) runs a chat completion, a streamed one and a completion.
 #[test]
 fn official_openai_python_client() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = std::env::var_os("ACAP_OPENAI_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/openai-venv/bin/python"));
+    let python = venv_python();
     if !python.exists() {
         // CI installs it (scripts/setup.sh); a developer without it is told, not failed.
         eprintln!(
@@ -923,4 +920,83 @@ fn start_up_flags_and_refusals() {
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(named), "{args:?}: {err}");
     }
+}
+
+/// The Python of `target/openai-venv` (`scripts/setup.sh` installs the openai client and
+/// Playwright into it), or `ACAP_OPENAI_PYTHON`.
+fn venv_python() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::env::var_os("ACAP_OPENAI_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/openai-venv/bin/python"))
+}
+
+/// The chat page at `/` in a real browser (the Debian package's headless Chromium, driven by
+/// Playwright): it loads, a message is typed and sent, the reply streams in (the same text
+/// as the API gives), the blocks' telemetry is shown, and a screenshot is taken (kept in
+/// target/ for a look). Runs in CI; `scripts/setup.sh` installs what it needs.
+#[test]
+fn chat_page_works_in_a_real_browser() {
+    let python = venv_python();
+    assert!(
+        python.exists() && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs {} with Playwright and /usr/bin/chromium: run scripts/setup.sh",
+        python.display()
+    );
+    let dir = tempfile_dir();
+    let axis = axis(dir.path());
+    let srv = Server::start(&["--acap", axis.to_str().unwrap(), "--temp", "0"]);
+    let page = request(srv.port, "GET", "/", "", &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<title>acap-server</title>"));
+    let question = "Tell me about cats.";
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("chat-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser_chat.py");
+    let o = Command::new(&python)
+        .arg(&script)
+        .arg(format!("{}/", srv.url()))
+        .arg(question)
+        .arg(&shot)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "browser: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(seen["error"], "", "{seen}");
+    assert_eq!(seen["page_errors"], json!([]), "{seen}");
+    let api = post(
+        srv.port,
+        "/v1/chat/completions",
+        &chat_body(question, json!({"acap": {"alpha": 1.0}})),
+    )
+    .json();
+    let want = api["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(
+        seen["reply"].as_str().unwrap().trim(),
+        want.trim(),
+        "{seen}"
+    );
+    // A header row and one row per capped block (2..=6).
+    assert_eq!(seen["telemetry_rows"], 6, "{seen}");
+    assert!(
+        seen["telemetry"]
+            .as_str()
+            .unwrap()
+            .contains("last reply: capped, alpha 1"),
+        "{seen}"
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    // --no-webui switches the page off.
+    drop(srv);
+    let off = Server::start(&["--no-webui"]);
+    assert_eq!(request(off.port, "GET", "/", "", &[]).status, 404);
 }

@@ -45,6 +45,8 @@ pub struct AppState {
     pub n_slots: usize,
     /// Whether `/slots` is served (`--slots`, the default; `--no-slots` switches it off).
     pub slots_endpoint: bool,
+    /// Whether the chat page is served at `/` (`--no-webui` switches it off).
+    pub webui: bool,
     /// Accepted bearer tokens (none: no key needed).
     pub api_keys: Vec<String>,
     /// Default generation settings.
@@ -76,6 +78,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/props", get(native::props))
         .route("/slots", get(native::slots))
         .route("/v1/health", get(health))
+        .route("/", get(webui))
+        .layer(axum::middleware::from_fn(cors))
         .with_state(state)
 }
 
@@ -153,6 +157,48 @@ fn check_sampling(state: &AppState, params: &GenerateParams) -> Result<(), ApiEr
 /// Runs a handler body and turns its error into the OpenAI error response.
 fn answer(r: Result<Response, ApiError>) -> Response {
     r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The chat page, built into the binary (no network at run time).
+async fn webui(State(state): State<Arc<AppState>>) -> Response {
+    if !state.webui {
+        return ApiError::status(StatusCode::NOT_FOUND, "the web page is off (--no-webui)")
+            .into_response();
+    }
+    (
+        [("content-type", "text/html; charset=utf-8")],
+        include_str!("webui.html"),
+    )
+        .into_response()
+}
+
+/// CORS as llama-server does it: any origin may call the API (the API key, when set, is what
+/// protects it); pre-flight `OPTIONS` requests are answered here. Browsers only send JSON
+/// bodies after a pre-flight, and other bodies are refused (415), so a page cannot start work
+/// with a "simple" request the server never agreed to.
+async fn cors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let origin = req
+        .headers()
+        .get("origin")
+        .cloned()
+        .unwrap_or_else(|| axum::http::HeaderValue::from_static("*"));
+    let mut res = if req.method() == axum::http::Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    let h = res.headers_mut();
+    h.insert("access-control-allow-origin", origin);
+    h.insert(
+        "access-control-allow-methods",
+        axum::http::HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    h.insert(
+        "access-control-allow-headers",
+        axum::http::HeaderValue::from_static("Content-Type, Authorization"),
+    );
+    h.insert("vary", axum::http::HeaderValue::from_static("Origin"));
+    res
 }
 
 async fn health() -> impl IntoResponse {
