@@ -81,6 +81,8 @@ impl Drop for Server {
 
 struct Reply {
     status: u16,
+    /// The status line and headers, as received.
+    head: String,
     body: String,
 }
 
@@ -123,7 +125,11 @@ fn request(port: u16, method: &str, path: &str, body: &str, headers: &[(&str, &s
     } else {
         rest.to_owned()
     };
-    Reply { status, body }
+    Reply {
+        status,
+        head: head.to_owned(),
+        body,
+    }
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -830,6 +836,25 @@ fn llama_server_endpoints() {
         &[auth[0], ("Content-Type", "text/plain")],
     );
     assert_eq!(r.status, 415, "{}", r.body);
+
+    // CORS as llama-server: a pre-flight is answered for any origin, which is echoed back.
+    let r = request(
+        srv.port,
+        "OPTIONS",
+        "/v1/chat/completions",
+        "",
+        &[("Origin", "http://example.test")],
+    );
+    assert_eq!(r.status, 204);
+    let head = r.head.to_ascii_lowercase();
+    assert!(
+        head.contains("access-control-allow-origin: http://example.test"),
+        "{head}"
+    );
+    assert!(
+        head.contains("access-control-allow-headers: content-type, authorization"),
+        "{head}"
+    );
 }
 
 /// A client that sends half a request's headers is disconnected after `--timeout` seconds
