@@ -227,19 +227,44 @@ fn check_startup(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
-fn run(a: Args) -> Result<(), String> {
-    check_startup(&a)?;
-    let cap = a.cap.config()?;
-    let cv = a.control.control_vector()?;
-    let api_keys = api_keys(&a)?;
-    let template_file = match &a.chat_template_file {
-        Some(p) => Some((
-            format!("--chat-template-file {}", p.display()),
-            acap_frontend::read_text("--chat-template-file", p, acap_frontend::TEXT_LIMIT)?,
-        )),
-        None => None,
-    };
-    let sampling = a.sampling.params()?;
+/// What the start-up flags say, checked before the server listens.
+struct Prepared {
+    cap: Option<acap::CapConfig>,
+    cv: Option<acap::ControlVector>,
+    api_keys: Vec<String>,
+    template_file: Option<(String, String)>,
+    sampling: acap::SamplingParams,
+}
+
+fn prepare(a: &Args) -> Result<Prepared, String> {
+    check_startup(a)?;
+    Ok(Prepared {
+        cap: a.cap.config()?,
+        cv: a.control.control_vector()?,
+        api_keys: api_keys(a)?,
+        template_file: match &a.chat_template_file {
+            Some(p) => Some((
+                format!("--chat-template-file {}", p.display()),
+                acap_frontend::read_text("--chat-template-file", p, acap_frontend::TEXT_LIMIT)?,
+            )),
+            None => None,
+        },
+        sampling: a.sampling.params()?,
+    })
+}
+
+/// Loads the model and starts the engine: the server's state, and the engine's thread.
+fn load(
+    a: &Args,
+    p: Prepared,
+) -> Result<(Arc<api::AppState>, std::thread::JoinHandle<()>), String> {
+    let Prepared {
+        cap,
+        cv,
+        api_keys,
+        template_file,
+        sampling,
+    } = p;
     let model = Model::load(
         &a.model,
         a.load
@@ -307,25 +332,32 @@ fn run(a: Args) -> Result<(), String> {
         engine: handle,
         next_id: AtomicU64::new(1),
     });
+    Ok((state, engine_thread))
+}
+
+fn run(a: Args) -> Result<(), String> {
+    let prepared = prepare(&a)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads_http)
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    // Listen first, answer 503 "Loading model" (as llama-server) while the model loads.
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind((a.host.as_str(), a.port)))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", a.host, a.port))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    eprintln!("acap-server: listening on http://{addr} (loading the model)");
+    let app = Arc::new(std::sync::OnceLock::new());
     let timeout = Duration::from_secs(a.shutdown_timeout);
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((a.host.as_str(), a.port))
-            .await
-            .map_err(|e| format!("cannot listen on {}:{}: {e}", a.host, a.port))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        eprintln!(
-            "acap-server: listening on http://{addr} ({} slots, {n_ctx_slot} tokens each)",
-            a.parallel
-        );
-        // Headers (and the next request on a kept-alive connection) within --timeout,
-        // at most 30 s: a client that sends half a request does not hold a connection.
-        let header_timeout = Duration::from_secs(a.timeout.min(30));
-        serve::serve(listener, api::router(state), header_timeout, async move {
+    // Headers (and the next request on a kept-alive connection) within --timeout, at most
+    // 30 s: a client that sends half a request does not hold a connection.
+    let header_timeout = Duration::from_secs(a.timeout.min(30));
+    let serving = rt.spawn(serve::serve(
+        listener,
+        app.clone(),
+        header_timeout,
+        async move {
             shutdown_signal().await;
             eprintln!("acap-server: shutting down (in-flight requests get {timeout:?})");
             tokio::spawn(async move {
@@ -333,11 +365,19 @@ fn run(a: Args) -> Result<(), String> {
                 eprintln!("acap-server: shutdown time limit reached");
                 std::process::exit(0);
             });
-        })
-        .await;
-        Ok::<(), String>(())
-    })?;
-    // The router (and its engine handles) is gone: the engine thread finishes and ends.
+        },
+    ));
+    let (state, engine_thread) = load(&a, prepared)?;
+    let n_ctx_slot = state.n_ctx_slot;
+    let _ = app.set(api::router(state));
+    eprintln!(
+        "acap-server: ready on http://{addr} ({} slots, {n_ctx_slot} tokens each)",
+        a.parallel
+    );
+    let _ = rt.block_on(serving);
+    // The router (and its engine handles) goes: the engine thread finishes and ends.
+    drop(app);
+    drop(rt);
     let _ = engine_thread.join();
     eprintln!("acap-server: stopped");
     Ok(())

@@ -3,20 +3,33 @@
 //! graceful shutdown that lets in-flight requests finish.
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tower_service::Service;
 
-/// Serves `app` on `listener` until `shutdown` completes, then waits for open connections.
+/// llama-server's answer while the model loads.
+fn loading() -> Response {
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({"error": {
+            "code": 503, "message": "Loading model", "type": "unavailable_error"}})),
+    )
+        .into_response()
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then waits for open connections;
+/// until `app` is set (the model loads), every request gets 503 "Loading model".
 /// `header_timeout` bounds how long a connection may take to send a request's headers,
 /// including the wait for the next request on a kept-alive connection.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: Arc<OnceLock<Router>>,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -37,7 +50,13 @@ pub async fn serve(
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            app.clone().call(req)
+            let router = app.get().cloned();
+            async move {
+                match router {
+                    Some(mut r) => r.call(req).await,
+                    None => Ok(loading()),
+                }
+            }
         });
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())

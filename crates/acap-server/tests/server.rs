@@ -54,7 +54,8 @@ impl Server {
                 err.read_line(&mut line).unwrap() > 0,
                 "server exited before listening"
             );
-            if let Some(rest) = line.split("http://").nth(1) {
+            // "listening on http://.. (loading the model)", then "ready on http://..".
+            if let Some(rest) = line.split("ready on http://").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap();
                 break addr.rsplit(':').next().unwrap().parse().unwrap();
             }
