@@ -809,6 +809,19 @@ fn llama_server_endpoints() {
         assert_eq!(r.json()["error"]["param"], param, "{extra}");
     }
     assert_eq!(chat(json!({"n": 1})).status, 200);
+    // A request threshold on an axis with per-layer keys: said to be without effect.
+    let v = chat(json!({"acap": {"threshold": 3.0}})).json();
+    let applied = &v["acap"]["applied"];
+    assert_eq!(
+        applied["threshold_sources"]["2"], "file key acap.threshold.2",
+        "{applied}"
+    );
+    assert!(
+        applied["note"].as_str().unwrap().contains("does not apply"),
+        "{applied}"
+    );
+    let v = chat(json!({})).json();
+    assert!(v["acap"]["applied"].get("note").is_none());
     // response_format through llama.cpp's schema converter: the reply is JSON-shaped.
     let r = chat(json!({"response_format": {"type": "json_object"}, "max_tokens": 24}));
     assert_eq!(r.status, 200, "{}", r.body);

@@ -49,12 +49,38 @@ pub fn capping(state: &AppState, req: Option<&AcapRequest>) -> Result<Capping, A
         .capped_layers()
         .map(|(l, p)| (l.to_string(), json!(p.tau)))
         .collect();
-    let applied = json!({
+    // Where each tau came from: the file's per-layer key wins over a global threshold (the
+    // reference rule), so a request's threshold can be without effect: say so.
+    let source = |l: u32, src: acap::axis::ThresholdSource| match src {
+        acap::axis::ThresholdSource::File => format!("file key acap.threshold.{l}"),
+        acap::axis::ThresholdSource::Cli if req.threshold.is_some() => {
+            "request threshold (negated)".to_owned()
+        }
+        acap::axis::ThresholdSource::Cli => "start-up --acap-threshold (negated)".to_owned(),
+        acap::axis::ThresholdSource::DefaultOne => "default (global 1.0, negated)".to_owned(),
+    };
+    let sources: serde_json::Map<String, Value> = plan
+        .capped_layers()
+        .map(|(l, p)| (l.to_string(), json!(source(l, p.source))))
+        .collect();
+    let mut applied = json!({
         "enabled": true,
         "alpha": plan.alpha(),
         "layers": layers,
         "thresholds": taus,
+        "threshold_sources": sources,
     });
+    let from_file: Vec<u32> = plan
+        .capped_layers()
+        .filter(|(_, p)| p.source == acap::axis::ThresholdSource::File)
+        .map(|(l, _)| l)
+        .collect();
+    if req.threshold.is_some() && !from_file.is_empty() {
+        applied["note"] = json!(format!(
+            "'threshold' does not apply to blocks {from_file:?}: the axis file has per-layer \
+             thresholds for them, which take precedence (as in the reference)"
+        ));
+    }
     Ok(Capping {
         plan: Some(plan),
         applied,
