@@ -11,13 +11,27 @@ const MAX_THREADS: i32 = 512;
 #[derive(Debug, Clone, Args)]
 pub struct ContextArgs {
     /// Context size in tokens (0: the model's training context).
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    #[arg(
+        short = 'c',
+        long = "ctx-size",
+        default_value_t = 4096,
+        allow_negative_numbers = true
+    )]
     pub ctx_size: u32,
     /// Logical batch size.
-    #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
+    #[arg(
+        short = 'b',
+        long = "batch-size",
+        default_value_t = 2048,
+        allow_negative_numbers = true
+    )]
     pub batch_size: u32,
     /// Physical batch size (`-ub`).
-    #[arg(long = "ubatch-size", default_value_t = 512)]
+    #[arg(
+        long = "ubatch-size",
+        default_value_t = 512,
+        allow_negative_numbers = true
+    )]
     pub ubatch_size: u32,
     /// Threads for generation (-1: all cores).
     #[arg(short = 't', long = "threads", default_value_t = -1, allow_negative_numbers = true)]

@@ -13,13 +13,13 @@ pub struct SamplingArgs {
     #[arg(long = "top-k", default_value_t = defaults().top_k, allow_negative_numbers = true)]
     pub top_k: i32,
     /// Top-p (1.0: off).
-    #[arg(long = "top-p", default_value_t = defaults().top_p)]
+    #[arg(long = "top-p", default_value_t = defaults().top_p, allow_negative_numbers = true)]
     pub top_p: f32,
     /// Min-p (0.0: off).
-    #[arg(long = "min-p", default_value_t = defaults().min_p)]
+    #[arg(long = "min-p", default_value_t = defaults().min_p, allow_negative_numbers = true)]
     pub min_p: f32,
     /// Repeat penalty (1.0: off).
-    #[arg(long = "repeat-penalty", default_value_t = defaults().repeat_penalty)]
+    #[arg(long = "repeat-penalty", default_value_t = defaults().repeat_penalty, allow_negative_numbers = true)]
     pub repeat_penalty: f32,
     /// Penalty window (0: off, -1: the context).
     #[arg(
@@ -58,31 +58,31 @@ pub struct SamplingArgs {
     #[arg(long = "ignore-eos")]
     pub ignore_eos: bool,
     /// Locally typical sampling (1.0: off).
-    #[arg(long = "typical", default_value_t = defaults().typical_p)]
+    #[arg(long = "typical", default_value_t = defaults().typical_p, allow_negative_numbers = true)]
     pub typical: f32,
     /// Top-n-sigma (-1: off).
     #[arg(long = "top-nsigma", alias = "top-n-sigma", default_value_t = defaults().top_n_sigma, allow_negative_numbers = true)]
     pub top_nsigma: f32,
     /// Dynamic temperature range (0: off).
-    #[arg(long = "dynatemp-range", default_value_t = defaults().dynatemp_range)]
+    #[arg(long = "dynatemp-range", default_value_t = defaults().dynatemp_range, allow_negative_numbers = true)]
     pub dynatemp_range: f32,
     /// Dynamic temperature exponent.
-    #[arg(long = "dynatemp-exp", default_value_t = defaults().dynatemp_exponent)]
+    #[arg(long = "dynatemp-exp", default_value_t = defaults().dynatemp_exponent, allow_negative_numbers = true)]
     pub dynatemp_exp: f32,
     /// XTC probability (0: off).
-    #[arg(long = "xtc-probability", default_value_t = defaults().xtc_probability)]
+    #[arg(long = "xtc-probability", default_value_t = defaults().xtc_probability, allow_negative_numbers = true)]
     pub xtc_probability: f32,
     /// XTC threshold.
-    #[arg(long = "xtc-threshold", default_value_t = defaults().xtc_threshold)]
+    #[arg(long = "xtc-threshold", default_value_t = defaults().xtc_threshold, allow_negative_numbers = true)]
     pub xtc_threshold: f32,
     /// DRY multiplier (0: off).
-    #[arg(long = "dry-multiplier", default_value_t = defaults().dry_multiplier)]
+    #[arg(long = "dry-multiplier", default_value_t = defaults().dry_multiplier, allow_negative_numbers = true)]
     pub dry_multiplier: f32,
     /// DRY base.
-    #[arg(long = "dry-base", default_value_t = defaults().dry_base)]
+    #[arg(long = "dry-base", default_value_t = defaults().dry_base, allow_negative_numbers = true)]
     pub dry_base: f32,
     /// DRY allowed length.
-    #[arg(long = "dry-allowed-length", default_value_t = defaults().dry_allowed_length)]
+    #[arg(long = "dry-allowed-length", default_value_t = defaults().dry_allowed_length, allow_negative_numbers = true)]
     pub dry_allowed_length: i32,
     /// DRY look-back (-1: the context, 0: off).
     #[arg(long = "dry-penalty-last-n", default_value_t = defaults().dry_penalty_last_n, allow_negative_numbers = true)]
@@ -91,13 +91,13 @@ pub struct SamplingArgs {
     #[arg(long = "dry-sequence-breaker", allow_hyphen_values = true)]
     pub dry_sequence_breaker: Vec<String>,
     /// Mirostat (0: off, 1, 2).
-    #[arg(long = "mirostat", default_value_t = defaults().mirostat)]
+    #[arg(long = "mirostat", default_value_t = defaults().mirostat, allow_negative_numbers = true)]
     pub mirostat: u8,
     /// Mirostat learning rate (eta).
-    #[arg(long = "mirostat-lr", default_value_t = defaults().mirostat_eta)]
+    #[arg(long = "mirostat-lr", default_value_t = defaults().mirostat_eta, allow_negative_numbers = true)]
     pub mirostat_lr: f32,
     /// Mirostat target entropy (tau).
-    #[arg(long = "mirostat-ent", default_value_t = defaults().mirostat_tau)]
+    #[arg(long = "mirostat-ent", default_value_t = defaults().mirostat_tau, allow_negative_numbers = true)]
     pub mirostat_ent: f32,
 }
 
