@@ -565,6 +565,24 @@ for ch in c.chat.completions.create(model="tiny", messages=[{"role": "user", "co
 assert "".join(parts) == full, (parts, full)
 t = c.completions.create(model="tiny", prompt="Once upon a time", max_tokens=5, temperature=0)
 assert t.choices[0].text, t
+# response_format through the schema converter; acap's fields through extra_body.
+j = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=16,
+    temperature=0, response_format={"type": "json_object"}, extra_body={"acap": {"enabled": False}})
+assert j.choices[0].message.content.lstrip().startswith("{"), j
+assert j.model_extra["acap"]["applied"] == {"enabled": False}, j.model_extra
+# Refused, naming the field, never ignored.
+for kwargs, field in [({"n": 2}, "n"), ({"logprobs": True}, "logprobs"),
+                      ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools")]:
+    try:
+        c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=2, **kwargs)
+        raise SystemExit(f"{field} was not refused")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == field, e.body
+try:
+    c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], extra_body={"acap": {"alhpa": 0.5}})
+    raise SystemExit("acap.alhpa was not refused")
+except openai.BadRequestError as e:
+    assert e.body["param"] == "acap.alhpa", e.body
 print("OPENAI OK")
 "#;
     let out = Command::new(&python)
