@@ -24,6 +24,7 @@ const SINGLE_DASH: &[(&str, &str)] = &[
     ("-ctv", "--cache-type-v"),
     ("-if", "--interactive-first"),
     ("-jf", "--json-schema-file"),
+    ("-sysf", "--system-prompt-file"),
 ];
 
 /// Options taking `FNAME:SCALE,...` or `FNAME SCALE`.
@@ -287,6 +288,8 @@ prompt and conversation:
   -p, --prompt PROMPT                    prompt (the first user turn in conversation mode)
   -f, --file FNAME                       read the prompt from a file
   -sys, --system-prompt PROMPT           system prompt (conversation mode)
+  -sysf, --system-prompt-file FNAME      read the system prompt from a file
+  --no-escape                            do not process escapes (default)
   -e, --escape                           process escapes (\\n, \\t, \\\\, \\\", \\xHH) in prompts
   -cnv, --conversation                   conversation mode (default when the model has a chat template)
   -no-cnv, --no-conversation             completion mode
@@ -301,7 +304,8 @@ prompt and conversation:
   --chat-template-file FNAME             a Jinja chat template file
   --jinja, --no-jinja                    render the model's chat template as Jinja (default: llama.cpp's
                                          built-in renderer when it recognises the template, else Jinja)
-  --no-display-prompt                    do not echo the prompt in completion mode
+  --no-display-prompt                    do not echo the prompt in completion mode (--display-prompt: echo it)
+  --no-context-shift                     accepted: acap never shifts the context
 
 sampling:
   -n, --n-predict N                      tokens to generate (default: -1 = until end or full context)
@@ -374,7 +378,10 @@ pub struct CliArgs {
     pub file: Option<PathBuf>,
     #[arg(long = "system-prompt", allow_hyphen_values = true)]
     pub system_prompt: Option<String>,
-    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    /// The system prompt read from a file (`-sysf`).
+    #[arg(long = "system-prompt-file", conflicts_with = "system_prompt")]
+    pub system_prompt_file: Option<PathBuf>,
+    #[arg(short = 'n', long = "n-predict", alias = "predict", default_value_t = -1, allow_negative_numbers = true)]
     pub n_predict: i64,
     #[arg(long = "n-gpu-layers", default_value_t = -1, allow_negative_numbers = true)]
     pub n_gpu_layers: i32,
@@ -398,8 +405,14 @@ pub struct CliArgs {
     pub in_suffix: Option<String>,
     #[arg(short = 'r', long = "reverse-prompt", allow_hyphen_values = true)]
     pub reverse_prompt: Vec<String>,
-    #[arg(long = "no-display-prompt")]
+    #[arg(long = "no-display-prompt", overrides_with = "display_prompt")]
     pub no_display_prompt: bool,
+    /// Echo the prompt (the default; undoes `--no-display-prompt`).
+    #[arg(long = "display-prompt")]
+    pub display_prompt: bool,
+    /// Accepted: acap never shifts the context (a full context ends the reply).
+    #[arg(long = "no-context-shift")]
+    pub no_context_shift: bool,
     #[arg(long = "log-disable")]
     pub log_disable: bool,
     #[arg(short = 'v', long = "verbose")]
@@ -424,8 +437,11 @@ pub struct CliArgs {
     /// A file with a JSON schema (`-jf`).
     #[arg(long = "json-schema-file")]
     pub json_schema_file: Option<PathBuf>,
-    #[arg(short = 'e', long = "escape")]
+    #[arg(short = 'e', long = "escape", overrides_with = "no_escape")]
     pub escape: bool,
+    /// Do not process escapes (the default; undoes `-e`).
+    #[arg(long = "no-escape")]
+    pub no_escape: bool,
     #[arg(long = "acap-stats")]
     pub acap_stats: bool,
     /// Display-only in llama-cli; accepted with a warning.

@@ -160,7 +160,7 @@ fn exit_report(totals: &Totals, session: &Session, a: &CliArgs) -> String {
     r
 }
 
-fn run(a: CliArgs) -> Result<ExitCode, String> {
+fn run(mut a: CliArgs) -> Result<ExitCode, String> {
     if a.help {
         crate::out!("{HELP}");
         return Ok(ExitCode::SUCCESS);
@@ -168,6 +168,9 @@ fn run(a: CliArgs) -> Result<ExitCode, String> {
     if a.version {
         crate::outln!("{}", acap::version());
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(f) = &a.system_prompt_file {
+        a.system_prompt = Some(read_file("--system-prompt-file", f)?);
     }
     init_logging(&a);
     if a.color {

@@ -157,6 +157,47 @@ fn single_turn_and_system_prompt() {
     );
     assert!(sys.ok);
     assert_ne!(plain.out, sys.out);
+    // -sysf reads it from a file; llama-cli's other spellings of the same flags.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("sys.txt");
+    std::fs::write(&f, "You are a pirate.").unwrap();
+    let from_file = cli(
+        &[
+            "-p",
+            "Hello",
+            "-st",
+            "-n",
+            "16",
+            "-sysf",
+            f.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(from_file.ok, "{}", from_file.err);
+    assert_eq!(from_file.out, sys.out);
+    let spelled = cli(
+        &[
+            "-p",
+            "Hello",
+            "-st",
+            "--predict",
+            "16",
+            "--temperature",
+            "0",
+            "--no-escape",
+        ],
+        "",
+    );
+    assert_eq!(spelled.out, plain.out, "{}", spelled.err);
+    let both = cli(
+        &["-p", "Hello", "-sys", "x", "-sysf", f.to_str().unwrap()],
+        "",
+    );
+    assert!(
+        !both.ok && both.err.contains("--system-prompt-file"),
+        "{}",
+        both.err
+    );
 }
 
 #[test]

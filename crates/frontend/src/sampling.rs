@@ -7,7 +7,7 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
     /// Temperature (0: greedy).
-    #[arg(long = "temp", default_value_t = defaults().temperature, allow_negative_numbers = true)]
+    #[arg(long = "temp", alias = "temperature", default_value_t = defaults().temperature, allow_negative_numbers = true)]
     pub temp: f32,
     /// Top-k (0: off).
     #[arg(long = "top-k", default_value_t = defaults().top_k, allow_negative_numbers = true)]
@@ -58,7 +58,7 @@ pub struct SamplingArgs {
     #[arg(long = "ignore-eos")]
     pub ignore_eos: bool,
     /// Locally typical sampling (1.0: off).
-    #[arg(long = "typical", default_value_t = defaults().typical_p, allow_negative_numbers = true)]
+    #[arg(long = "typical", alias = "typical-p", default_value_t = defaults().typical_p, allow_negative_numbers = true)]
     pub typical: f32,
     /// Top-n-sigma (-1: off).
     #[arg(long = "top-nsigma", alias = "top-n-sigma", default_value_t = defaults().top_n_sigma, allow_negative_numbers = true)]
