@@ -1618,21 +1618,7 @@ fn sampling_flags_change_the_output_as_llama_cpp_does() {
 
 /// The tiny model with its chat template removed.
 fn model_without_template(dir: &Path) -> PathBuf {
-    use acap::gguf::{GgufFile, GgufWriter};
-    let f = GgufFile::open(model()).unwrap();
-    let mut w = GgufWriter::new();
-    for (k, v) in f.metadata() {
-        if k != "tokenizer.chat_template" {
-            w.set(k.clone(), v.clone()).unwrap();
-        }
-    }
-    for t in f.tensors() {
-        w.add_raw(t.name(), t.dims(), t.ggml_type(), f.view(t).data().to_vec())
-            .unwrap();
-    }
-    let path = dir.join("no-template.gguf");
-    w.write_file(&path).unwrap();
-    path
+    acap_testkit::without_chat_template(model(), dir)
 }
 
 #[test]

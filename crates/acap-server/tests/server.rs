@@ -33,13 +33,19 @@ fn axis(dir: &Path) -> PathBuf {
 struct Server {
     child: Child,
     port: u16,
+    /// What it printed before it was ready.
+    startup: String,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Self {
+        Self::start_model(model(), extra)
+    }
+
+    fn start_model(model: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_acap-server"))
             .arg("-m")
-            .arg(model())
+            .arg(model)
             .args(["--port", "0", "-t", "1"])
             .args(extra)
             .stderr(Stdio::piped())
@@ -47,13 +53,14 @@ impl Server {
             .spawn()
             .unwrap();
         let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
+        let mut startup = String::new();
         let port = loop {
-            line.clear();
+            let mut line = String::new();
             assert!(
                 err.read_line(&mut line).unwrap() > 0,
-                "server exited before listening"
+                "server exited before listening: {startup}"
             );
+            startup += &line;
             // "listening on http://.. (loading the model)", then "ready on http://..".
             if let Some(rest) = line.split("ready on http://").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap();
@@ -65,7 +72,11 @@ impl Server {
             let mut sink = String::new();
             let _ = err.read_to_string(&mut sink);
         });
-        Self { child, port }
+        Self {
+            child,
+            port,
+            startup,
+        }
     }
 
     fn url(&self) -> String {
@@ -942,6 +953,32 @@ fn start_up_flags_and_refusals() {
         "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     );
     assert_eq!(request(srv.port, "GET", "/slots", "", &[]).status, 501);
+    drop(srv);
+    // A model without a chat template: chat requests are rendered as chatml (llama-server's
+    // fallback), not refused.
+    let bare = acap_testkit::without_chat_template(model(), dir.path());
+    let srv = Server::start_model(&bare, &[]);
+    assert!(
+        srv.startup.contains("no chat template; using chatml"),
+        "{}",
+        srv.startup
+    );
+    let p = post(
+        srv.port,
+        "/apply-template",
+        &json!({"messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .json();
+    assert_eq!(
+        p["prompt"],
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let r = post(
+        srv.port,
+        "/v1/chat/completions",
+        &chat_body("Hi", json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
     drop(srv);
     for (args, named) in [
         (vec!["-np", "0"], "--parallel 0"),

@@ -131,3 +131,23 @@ pub fn tiny(quant: QuantType) -> PathBuf {
 pub fn tiny_qwen2(quant: QuantType) -> PathBuf {
     model_path(&ModelSpec::tiny_qwen2(), Some(quant)).expect("generating the tiny Qwen2 test model")
 }
+
+/// A copy of the model at `src` without `tokenizer.chat_template`, written into `dir` (a
+/// model whose chat requests fall back to chatml, as llama.cpp's do).
+pub fn without_chat_template(src: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    use acap_gguf::{GgufFile, GgufWriter};
+    let f = GgufFile::open(src).expect("reading the test model");
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata() {
+        if k != "tokenizer.chat_template" {
+            w.set(k.clone(), v.clone()).expect("copying metadata");
+        }
+    }
+    for t in f.tensors() {
+        w.add_raw(t.name(), t.dims(), t.ggml_type(), f.view(t).data().to_vec())
+            .expect("copying a tensor");
+    }
+    let path = dir.join("no-template.gguf");
+    w.write_file(&path).expect("writing the copy");
+    path
+}
