@@ -441,6 +441,15 @@ fn read_info(path: &Path) -> Result<ModelInfo, LoadError> {
         })?
         .len();
     let gguf = GgufFile::open(path)?;
+    // llama.cpp ignores what follows the last tensor; it may be harmless (a tool's appendix)
+    // or a sign of a damaged file, so it is said, not refused.
+    let trailing = gguf.trailing_bytes();
+    if trailing > 0 {
+        log::warn!(
+            "{}: {trailing} bytes after the last tensor's data that no tensor describes",
+            path.display()
+        );
+    }
     let bad = |reason: String| LoadError::Llama {
         path: path.to_owned(),
         reason,

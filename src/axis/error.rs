@@ -19,6 +19,17 @@ pub enum AxisFileError {
         /// What is wrong.
         source: ParseError,
     },
+    /// Bytes after the last tensor's data that no tensor describes.
+    #[error(
+        "axis file {origin}: {bytes} bytes after the last tensor's data that no tensor describes \
+         (a truncated tensor list or a retyped tensor?)"
+    )]
+    TrailingData {
+        /// The file.
+        origin: String,
+        /// How many bytes.
+        bytes: u64,
+    },
     /// The file has no tensors at all.
     #[error("axis file {origin}: no direction tensors")]
     NoTensors {

@@ -54,6 +54,11 @@ impl AxisFile {
         if gguf.tensors().is_empty() {
             return Err(AxisFileError::NoTensors { origin });
         }
+        // Directions read from the wrong bytes must not pass as an axis.
+        let bytes = gguf.trailing_bytes();
+        if bytes > 0 {
+            return Err(AxisFileError::TrailingData { origin, bytes });
+        }
 
         let mut directions: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
         let mut first: Option<(&str, u64)> = None;

@@ -229,3 +229,35 @@ fn not_gguf_names_the_file() {
         "{e}"
     );
 }
+
+/// Bytes no tensor describes are refused: appended data, and the tell-tale of a file whose
+/// tensor count was lowered (the remaining tensors' data is still there). Padding up to the
+/// alignment is not data.
+#[test]
+fn trailing_data_is_refused() {
+    let two = [
+        ("direction.2", &[64u64][..], &[0.5f32; 64][..]),
+        ("direction.3", &[64], &[0.25; 64]),
+    ];
+    let good = axis(&two, &[]);
+    assert!(AxisFile::from_bytes(good.clone()).is_ok());
+    let mut appended = good.clone();
+    appended.extend_from_slice(&[0u8; 40]);
+    let e = AxisFile::from_bytes(appended).unwrap_err();
+    assert!(
+        matches!(e, AxisFileError::TrailingData { bytes: 40, .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("40 bytes after the last tensor"),
+        "{e}"
+    );
+    // n_tensors (u64 after the magic and the version) lowered from 2 to 1.
+    let mut lowered = good;
+    assert_eq!(lowered[8], 2);
+    lowered[8] = 1;
+    match AxisFile::from_bytes(lowered) {
+        Err(AxisFileError::TrailingData { .. } | AxisFileError::Parse { .. }) => {}
+        other => panic!("a lowered tensor count was accepted: {other:?}"),
+    }
+}

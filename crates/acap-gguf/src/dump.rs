@@ -21,6 +21,12 @@ pub fn dump(f: &GgufFile, full: bool) -> String {
         f.data_offset(),
         f.file_len()
     );
+    if f.trailing_bytes() > 0 {
+        out += &format!(
+            "* Warning: {} bytes after the last tensor's data that no tensor describes\n",
+            f.trailing_bytes()
+        );
+    }
     out += &format!("* Dumping {} key/value pair(s)\n", f.metadata().len() + 3);
     let header = [
         ("GGUF.version", Value::U32(f.version())),

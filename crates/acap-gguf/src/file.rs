@@ -164,6 +164,20 @@ impl GgufFile {
         self.version
     }
 
+    /// Bytes after the end of the last tensor's data (rounded up to the alignment, the
+    /// padding writers add): 0 for a well-formed file. More means data no tensor describes,
+    /// such as a file whose tensor count was lowered or whose last tensor was retyped smaller.
+    pub fn trailing_bytes(&self) -> u64 {
+        let align = u64::from(self.alignment);
+        let end = self
+            .tensors
+            .iter()
+            .map(|t| self.data_offset + t.offset() + t.n_bytes())
+            .max()
+            .map_or(self.data_offset, |e| e.next_multiple_of(align));
+        self.file_len().saturating_sub(end)
+    }
+
     /// The data alignment (`general.alignment`, default 32).
     pub fn alignment(&self) -> u32 {
         self.alignment
