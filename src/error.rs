@@ -29,6 +29,18 @@ pub enum LoadError {
         /// What llama.cpp logged last, or a generic reason.
         reason: String,
     },
+    /// A hyper-parameter llama.cpp would abort on (checked natively before it sees the file).
+    #[error("model {}: {key} = {value}: {reason}", path.display())]
+    Hyperparameter {
+        /// The model file.
+        path: PathBuf,
+        /// The metadata key.
+        key: String,
+        /// Its value, as written.
+        value: String,
+        /// Why it cannot be loaded.
+        reason: String,
+    },
     /// The progress callback asked to stop.
     #[error("loading {} was cancelled by the progress callback", path.display())]
     Cancelled {

@@ -24,6 +24,7 @@ pub mod eval;
 pub mod extraction;
 mod files;
 mod generation;
+mod hparams;
 pub mod layers;
 mod llama;
 mod lora;

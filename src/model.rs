@@ -458,6 +458,12 @@ fn read_info(path: &Path) -> Result<ModelInfo, LoadError> {
         .get_str("general.architecture")
         .map_err(|e| bad(e.to_string()))?
         .to_owned();
+    crate::hparams::check(&gguf, &architecture).map_err(|h| LoadError::Hyperparameter {
+        path: path.to_owned(),
+        key: h.key,
+        value: h.value,
+        reason: h.reason,
+    })?;
     let arch_u32 = |key: &str| {
         let key = format!("{architecture}.{key}");
         gguf.get_uint(&key)

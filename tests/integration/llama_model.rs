@@ -272,3 +272,73 @@ fn llama_cpp_is_built_for_speed() {
     }
     assert!(v.to_string().contains("llama.cpp build Release"), "{v}");
 }
+
+/// Hyper-parameters llama.cpp asserts on (an abort of the whole process) are refused natively
+/// with the key and value named; the process lives on to say so.
+#[test]
+fn values_llama_cpp_aborts_on_are_refused_by_key() {
+    use acap::gguf::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let src = acap_testkit::tiny(QuantType::Q8_0);
+    let cases: Vec<(&str, Option<Value>, &str)> = vec![
+        (
+            "llama.block_count",
+            Some(Value::U32(0)),
+            "llama.block_count = 0",
+        ),
+        (
+            "llama.block_count",
+            Some(Value::U32(513)),
+            "llama.block_count = 513",
+        ),
+        ("llama.block_count", None, "llama.block_count = missing"),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            Some(Value::F32(f32::NAN)),
+            "layer_norm_rms_epsilon = NaN",
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            Some(Value::F32(-1e-5)),
+            "layer_norm_rms_epsilon = -0.00001",
+        ),
+        (
+            "llama.rope.scaling.type",
+            Some(Value::from("bogus")),
+            "'bogus'",
+        ),
+        (
+            "llama.expert_used_count",
+            Some(Value::U32(2)),
+            "llama.expert_used_count = 2",
+        ),
+        (
+            "llama.expert_count",
+            Some(Value::U32(5000)),
+            "llama.expert_count = 5000",
+        ),
+        (
+            "llama.attention.value_length",
+            Some(Value::U32(16)),
+            "llama.attention.value_length = 16",
+        ),
+        (
+            "llama.rope.dimension_count",
+            Some(Value::U32(8)),
+            "llama.rope.dimension_count = 8",
+        ),
+    ];
+    for (i, (key, value, named)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("m{i}.gguf"));
+        acap_testkit::with_metadata(&src, &path, &[(key, value)]);
+        let e = Model::load(&path, ModelParams::default()).unwrap_err();
+        assert!(matches!(e, LoadError::Hyperparameter { .. }), "{key}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains(named), "{key}: {msg}");
+        assert!(msg.contains("llama.cpp asserts"), "{key}: {msg}");
+    }
+    // A value that is fine stays fine.
+    let ok = dir.path().join("ok.gguf");
+    acap_testkit::with_metadata(&src, &ok, &[("llama.expert_count", Some(Value::U32(0)))]);
+    Model::load(&ok, ModelParams::default()).unwrap();
+}

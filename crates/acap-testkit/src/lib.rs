@@ -132,22 +132,40 @@ pub fn tiny_qwen2(quant: QuantType) -> PathBuf {
     model_path(&ModelSpec::tiny_qwen2(), Some(quant)).expect("generating the tiny Qwen2 test model")
 }
 
-/// A copy of the model at `src` without `tokenizer.chat_template`, written into `dir` (a
-/// model whose chat requests fall back to chatml, as llama.cpp's do).
-pub fn without_chat_template(src: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+/// A copy of the model at `src` written to `dst` with metadata changed: `(key, Some(v))`
+/// sets (or adds) a key, `(key, None)` removes it. For tests of what a loader accepts.
+pub fn with_metadata(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    changes: &[(&str, Option<acap_gguf::Value>)],
+) -> PathBuf {
     use acap_gguf::{GgufFile, GgufWriter};
     let f = GgufFile::open(src).expect("reading the test model");
     let mut w = GgufWriter::new();
     for (k, v) in f.metadata() {
-        if k != "tokenizer.chat_template" {
+        if !changes.iter().any(|(c, _)| c == k) {
             w.set(k.clone(), v.clone()).expect("copying metadata");
+        }
+    }
+    for (k, v) in changes {
+        if let Some(v) = v {
+            w.set(*k, v.clone()).expect("setting metadata");
         }
     }
     for t in f.tensors() {
         w.add_raw(t.name(), t.dims(), t.ggml_type(), f.view(t).data().to_vec())
             .expect("copying a tensor");
     }
-    let path = dir.join("no-template.gguf");
-    w.write_file(&path).expect("writing the copy");
-    path
+    w.write_file(dst).expect("writing the copy");
+    dst.to_owned()
+}
+
+/// A copy of the model at `src` without `tokenizer.chat_template`, written into `dir` (a
+/// model whose chat requests fall back to chatml, as llama.cpp's do).
+pub fn without_chat_template(src: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    with_metadata(
+        src,
+        &dir.join("no-template.gguf"),
+        &[("tokenizer.chat_template", None)],
+    )
 }

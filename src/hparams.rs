@@ -1,0 +1,293 @@
+//! Hyper-parameters llama.cpp asserts on (`GGML_ASSERT` aborts the whole process, a C program
+//! embedding acap included), checked natively before llama.cpp sees the file. Each rule names
+//! the assertion it stands in for in the vendored llama.cpp; the table is the one place they
+//! are written.
+
+use acap_gguf::{GgufFile, Value};
+
+/// A value llama.cpp would abort on: the key, its value as written, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadHparam {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// What a rule checks.
+enum Check {
+    /// An integer (or each element of an integer array) in `min..=max`.
+    IntRange { min: u64, max: u64 },
+    /// A float that is finite and not negative.
+    FiniteNonNegative,
+    /// A string among these.
+    OneOf(&'static [&'static str]),
+}
+
+/// One rule: `{arch}.{suffix}`, when present (or always, with `required`).
+struct Rule {
+    suffix: &'static str,
+    required: bool,
+    check: Check,
+    /// The assertion in the vendored llama.cpp this rule keeps from firing.
+    source: &'static str,
+}
+
+/// `LLAMA_MAX_LAYERS` and `LLAMA_MAX_EXPERTS` (`src/llama-hparams.h`).
+const MAX_LAYERS: u64 = 512;
+const MAX_EXPERTS: u64 = 1024;
+
+/// The per-key rules, for every architecture.
+const RULES: &[Rule] = &[
+    Rule {
+        suffix: "block_count",
+        required: true,
+        check: Check::IntRange {
+            min: 1,
+            max: MAX_LAYERS,
+        },
+        source: "llama-model.cpp load_hparams: n_layer_all > 0 && n_layer_all <= LLAMA_MAX_LAYERS",
+    },
+    Rule {
+        suffix: "expert_count",
+        required: false,
+        check: Check::IntRange {
+            min: 0,
+            max: MAX_EXPERTS,
+        },
+        source: "llama-model.cpp load_hparams: n_expert <= LLAMA_MAX_EXPERTS",
+    },
+    Rule {
+        suffix: "attention.layer_norm_rms_epsilon",
+        required: false,
+        check: Check::FiniteNonNegative,
+        source: "ggml-cpu ops.cpp rms_norm: eps >= 0.0f (NaN fails it too)",
+    },
+    Rule {
+        suffix: "attention.layer_norm_epsilon",
+        required: false,
+        check: Check::FiniteNonNegative,
+        source: "ggml-cpu ops.cpp norm: eps >= 0.0f (NaN fails it too)",
+    },
+    Rule {
+        suffix: "rope.scaling.type",
+        required: false,
+        check: Check::OneOf(&["none", "linear", "yarn", "longrope"]),
+        source: "llama-model.cpp load_hparams: rope_scaling_type_train != LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED",
+    },
+];
+
+/// Architectures whose graph builder asserts `n_embd_head == n_embd_head_k` and
+/// `n_embd_head == n_rot` (`src/models/llama.cpp`, `qwen2.cpp`, ... in the vendored tree).
+const HEAD_DIM_ARCHS: &[&str] = &[
+    "llama",
+    "qwen2",
+    "qwen3",
+    "qwen2moe",
+    "qwen3moe",
+    "granite",
+    "olmo",
+    "olmo2",
+    "internlm2",
+    "starcoder2",
+    "smollm3",
+    "exaone",
+    "falcon",
+    "deepseek",
+    "baichuan",
+    "orion",
+    "xverse",
+];
+
+/// The integers of a scalar or an integer array.
+fn ints(v: &Value) -> Option<Vec<i128>> {
+    if let Some(a) = v.as_array() {
+        use acap_gguf::Array as A;
+        let out: Vec<i128> = match a {
+            A::U8(x) => x.iter().map(|&v| v.into()).collect(),
+            A::I8(x) => x.iter().map(|&v| v.into()).collect(),
+            A::U16(x) => x.iter().map(|&v| v.into()).collect(),
+            A::I16(x) => x.iter().map(|&v| v.into()).collect(),
+            A::U32(x) => x.iter().map(|&v| v.into()).collect(),
+            A::I32(x) => x.iter().map(|&v| v.into()).collect(),
+            A::U64(x) => x.iter().map(|&v| v.into()).collect(),
+            A::I64(x) => x.iter().map(|&v| v.into()).collect(),
+            _ => return None,
+        };
+        return Some(out);
+    }
+    let one: i128 = match *v {
+        Value::U8(x) => x.into(),
+        Value::I8(x) => x.into(),
+        Value::U16(x) => x.into(),
+        Value::I16(x) => x.into(),
+        Value::U32(x) => x.into(),
+        Value::I32(x) => x.into(),
+        Value::U64(x) => x.into(),
+        Value::I64(x) => x.into(),
+        _ => return None,
+    };
+    Some(vec![one])
+}
+
+fn float(v: &Value) -> Option<f64> {
+    match *v {
+        Value::F32(x) => Some(x.into()),
+        Value::F64(x) => Some(x),
+        _ => None,
+    }
+}
+
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("'{s}'"),
+        Value::F32(x) => format!("{x}"),
+        Value::F64(x) => format!("{x}"),
+        other => ints(other).map_or_else(
+            || other.type_name(),
+            |i| match i.as_slice() {
+                [one] => one.to_string(),
+                many => format!("{many:?}"),
+            },
+        ),
+    }
+}
+
+/// Checks `gguf`'s hyper-parameters for architecture `arch`.
+///
+/// # Errors
+/// The first value llama.cpp would abort on.
+pub(crate) fn check(gguf: &GgufFile, arch: &str) -> Result<(), BadHparam> {
+    let bad = |key: &str, v: Option<&Value>, reason: String| BadHparam {
+        key: key.to_owned(),
+        value: v.map_or_else(|| "missing".to_owned(), shown),
+        reason,
+    };
+    for rule in RULES {
+        let key = format!("{arch}.{}", rule.suffix);
+        let Some(v) = gguf.get(&key) else {
+            if rule.required {
+                return Err(bad(
+                    &key,
+                    None,
+                    format!("required (llama.cpp asserts it: {})", rule.source),
+                ));
+            }
+            continue;
+        };
+        let ok = match &rule.check {
+            Check::IntRange { min, max } => ints(v).is_some_and(|xs| {
+                xs.iter()
+                    .all(|&x| (i128::from(*min)..=i128::from(*max)).contains(&x))
+            }),
+            Check::FiniteNonNegative => float(v).is_some_and(|x| x.is_finite() && x >= 0.0),
+            Check::OneOf(names) => v.as_str().is_some_and(|s| names.contains(&s)),
+        };
+        if !ok {
+            let want = match &rule.check {
+                Check::IntRange { min, max } => format!("an integer in {min}..={max}"),
+                Check::FiniteNonNegative => "a finite number >= 0".to_owned(),
+                Check::OneOf(names) => format!("one of {}", names.join(", ")),
+            };
+            return Err(bad(
+                &key,
+                Some(v),
+                format!("must be {want} (llama.cpp asserts it: {})", rule.source),
+            ));
+        }
+    }
+    check_experts(gguf, arch)?;
+    if HEAD_DIM_ARCHS.contains(&arch) {
+        check_head_dims(gguf, arch)?;
+    }
+    Ok(())
+}
+
+/// `expert_used_count` (largest over blocks), `expert_group_count`, `expert_group_used_count`
+/// against `expert_count` (llama-model.cpp load_hparams).
+fn check_experts(gguf: &GgufFile, arch: &str) -> Result<(), BadHparam> {
+    let get = |s: &str| {
+        let key = format!("{arch}.{s}");
+        let v = gguf.get(&key).and_then(ints);
+        (key, v)
+    };
+    let max = |v: &Option<Vec<i128>>| {
+        v.as_ref()
+            .and_then(|x| x.iter().copied().max())
+            .unwrap_or(0)
+    };
+    let (_, experts) = get("expert_count");
+    let (used_key, used) = get("expert_used_count");
+    let (groups_key, groups) = get("expert_group_count");
+    let (gused_key, gused) = get("expert_group_used_count");
+    let (n, u, g, gu) = (max(&experts), max(&used), max(&groups), max(&gused));
+    let fail = |key: &str, value: i128, reason: String| {
+        Err(BadHparam {
+            key: key.to_owned(),
+            value: value.to_string(),
+            reason: format!("{reason} (llama.cpp asserts it in load_hparams)"),
+        })
+    };
+    if u > n {
+        return fail(
+            &used_key,
+            u,
+            format!("more experts used than there are ({n})"),
+        );
+    }
+    if n > 0 {
+        if u == 0 {
+            return fail(&used_key, u, format!("{n} experts but none used"));
+        }
+        if g >= n {
+            return fail(&groups_key, g, format!("must be below expert_count {n}"));
+        }
+        if g > 1 {
+            if n % g != 0 {
+                return fail(&groups_key, g, format!("must divide expert_count {n}"));
+            }
+            if gu == 0 || gu >= g {
+                return fail(&gused_key, gu, format!("must be in 1..{g}"));
+            }
+        }
+    } else if g != 0 {
+        return fail(&groups_key, g, "expert groups without experts".into());
+    }
+    Ok(())
+}
+
+/// The head size llama.cpp derives (`embedding_length / attention.head_count`) must equal
+/// `attention.key_length`, `attention.value_length` and `rope.dimension_count` where given.
+fn check_head_dims(gguf: &GgufFile, arch: &str) -> Result<(), BadHparam> {
+    let one = |s: &str| {
+        gguf.get(&format!("{arch}.{s}"))
+            .and_then(ints)
+            .and_then(|x| x.first().copied())
+    };
+    let (Some(n_embd), Some(n_head)) = (one("embedding_length"), one("attention.head_count"))
+    else {
+        return Ok(());
+    };
+    if n_head <= 0 {
+        return Ok(());
+    }
+    let head = n_embd / n_head;
+    let k = one("attention.key_length").unwrap_or(head);
+    let v = one("attention.value_length").unwrap_or(head);
+    let rot = one("rope.dimension_count").unwrap_or(k);
+    for (suffix, value, want) in [
+        ("attention.value_length", v, k),
+        ("rope.dimension_count", rot, v),
+    ] {
+        if value != want {
+            return Err(BadHparam {
+                key: format!("{arch}.{suffix}"),
+                value: value.to_string(),
+                reason: format!(
+                    "the {arch} graph needs it equal to the head size {want} (llama.cpp asserts \
+                     n_embd_head == n_embd_head_k and == n_rot in src/models/{arch}.cpp)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
