@@ -640,6 +640,26 @@ mod tests {
         }
     }
 
+    /// Every spelling of llama-cli's table is either taken (with the table's number of
+    /// values) or refused by that name: none is unknown, bundled or short of a value.
+    #[test]
+    fn every_llama_cli_spelling_is_taken_or_refused_by_name() {
+        for &(flag, n) in crate::llama_flags::LLAMA_CLI_FLAGS {
+            let mut args = v(&["x", flag]);
+            args.extend((0..n).map(|_| OsString::from("1")));
+            match normalize(args) {
+                Ok(_) => {}
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.starts_with(&format!("unsupported llama-cli flag {flag} ")),
+                        "{flag}: {e}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_flag_acap_cli_takes_is_in_its_help_or_the_llama_cli_table() {
         for (flag, _) in known_flags() {
