@@ -384,18 +384,15 @@ fn run(a: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let level = {
-        let raw = acap_frontend::os_args();
-        if raw.iter().any(|a| a == "--log-disable") {
-            "error"
-        } else if raw.iter().any(|a| a == "-v" || a == "--verbose") {
-            "debug"
-        } else {
-            "warn"
-        }
+    let args: Args = acap_frontend::parse_os_args(normalize(acap_frontend::os_args().into_iter()));
+    let level = if args.log_disable {
+        "error"
+    } else if args.verbose {
+        "debug"
+    } else {
+        "warn"
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
-    let args: Args = acap_frontend::parse_os_args(normalize(acap_frontend::os_args().into_iter()));
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

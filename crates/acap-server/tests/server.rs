@@ -929,6 +929,20 @@ fn half_sent_requests_are_cut_off() {
     assert_eq!(request(srv.port, "GET", "/health", "", &[]).status, 200);
 }
 
+/// `/apply-template` on one user message gives exactly chatml.
+fn assert_renders_chatml(port: u16) {
+    let p = post(
+        port,
+        "/apply-template",
+        &json!({"messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .json();
+    assert_eq!(
+        p["prompt"],
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+}
+
 /// A template file (Jinja) renders chat requests; start-up values llama.cpp would abort on
 /// are refused before the model loads.
 #[test]
@@ -942,16 +956,7 @@ fn start_up_flags_and_refusals() {
     )
     .unwrap();
     let srv = Server::start(&["--chat-template-file", tmpl.to_str().unwrap(), "--no-slots"]);
-    let p = post(
-        srv.port,
-        "/apply-template",
-        &json!({"messages": [{"role": "user", "content": "Hi"}]}),
-    )
-    .json();
-    assert_eq!(
-        p["prompt"],
-        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-    );
+    assert_renders_chatml(srv.port);
     assert_eq!(request(srv.port, "GET", "/slots", "", &[]).status, 501);
     drop(srv);
     // A model without a chat template: chat requests are rendered as chatml (llama-server's
@@ -963,16 +968,7 @@ fn start_up_flags_and_refusals() {
         "{}",
         srv.startup
     );
-    let p = post(
-        srv.port,
-        "/apply-template",
-        &json!({"messages": [{"role": "user", "content": "Hi"}]}),
-    )
-    .json();
-    assert_eq!(
-        p["prompt"],
-        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-    );
+    assert_renders_chatml(srv.port);
     let r = post(
         srv.port,
         "/v1/chat/completions",

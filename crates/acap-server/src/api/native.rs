@@ -91,22 +91,11 @@ pub async fn detokenize(
     answer((|| {
         authorize_json(&state, &headers, &body)?;
         let req: DetokenizeRequest = request::parse(&body)?;
-        let n_vocab = state.model.n_vocab();
         let tokens = req
             .tokens
             .iter()
             .enumerate()
-            .map(|(i, &t)| {
-                i32::try_from(t)
-                    .ok()
-                    .filter(|t| (0..n_vocab).contains(t))
-                    .ok_or_else(|| {
-                        ApiError::bad(
-                            &format!("tokens[{i}]"),
-                            format!("token {t} is not in the vocabulary (0..{n_vocab})"),
-                        )
-                    })
-            })
+            .map(|(i, &t)| request::token_id(&state.model, &format!("tokens[{i}]"), t))
             .collect::<Result<Vec<_>, _>>()?;
         let content = state
             .model
@@ -139,20 +128,11 @@ pub async fn apply_template(
 pub async fn props(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     answer((|| {
         authorize(&state, &headers)?;
-        let capping = match &state.capping {
-            Some(cfg) => match cfg.plan(&state.model) {
-                Ok(plan) => json!({
-                    "enabled": true,
-                    "alpha": plan.alpha(),
-                    "layers": plan.capped_layers().map(|(l, _)| l).collect::<Vec<_>>(),
-                    "thresholds": plan.capped_layers()
-                        .map(|(l, p)| (l.to_string(), json!(p.tau)))
-                        .collect::<serde_json::Map<_, _>>(),
-                }),
-                Err(e) => json!({"enabled": true, "error": e.to_string()}),
-            },
-            None => json!({"enabled": false}),
-        };
+        // What a request without an `acap` object gets.
+        let capping = super::capping::capping(&state, None).map_or_else(
+            |e| json!({"enabled": true, "error": e.message}),
+            |c| c.applied,
+        );
         let template = state.model.info().chat_template.clone().unwrap_or_default();
         Ok(axum::Json(json!({
             "default_generation_settings": {

@@ -203,6 +203,20 @@ pub struct EvaluateRequest {
     pub temperature: Option<f32>,
 }
 
+/// A token id from a request (`field` names it in the error): one of the model's vocabulary.
+pub fn token_id(model: &Model, field: &str, t: i64) -> Result<Token, ApiError> {
+    let n_vocab = model.n_vocab();
+    i32::try_from(t)
+        .ok()
+        .filter(|t| (0..n_vocab).contains(t))
+        .ok_or_else(|| {
+            ApiError::bad(
+                field,
+                format!("token {t} is not in the vocabulary (0..{n_vocab})"),
+            )
+        })
+}
+
 /// A seed field: negative means random, as in llama.cpp.
 pub fn seed(field: &str, v: i64) -> Result<Option<u32>, ApiError> {
     if v < 0 {
@@ -281,19 +295,7 @@ impl GenerationRequest {
                     match part {
                         PromptPart::Text(s) => out.extend(tokenize(s, i == 0)?),
                         PromptPart::Token(t) => {
-                            let ok = i32::try_from(*t)
-                                .ok()
-                                .filter(|t| (0..model.n_vocab()).contains(t));
-                            let Some(t) = ok else {
-                                return Err(ApiError::bad(
-                                    &format!("prompt[{i}]"),
-                                    format!(
-                                        "token {t} is not in the vocabulary (0..{})",
-                                        model.n_vocab()
-                                    ),
-                                ));
-                            };
-                            out.push(t);
+                            out.push(token_id(model, &format!("prompt[{i}]"), *t)?);
                         }
                     }
                 }

@@ -257,7 +257,8 @@ pub async fn respond(
     stream: bool,
 ) -> Result<Response, ApiError> {
     count(state, kind.endpoint());
-    let settings = generation_settings(state, &params);
+    // Only llama-server's native response echoes the settings.
+    let settings = matches!(kind, Kind::Native).then(|| generation_settings(state, &params));
     let rx = submit(state, tokens, params, cap.plan)?;
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let applied = cap.applied;
