@@ -38,14 +38,7 @@ const FLASH_ATTN_VALUES: &[&str] = &[
 /// Rewrites llama-cli's one-dash long options (`-ngl`, `-ub`, ...) to their two-dash names for
 /// the `acap` tool's subcommands, which take a few of llama-cli's flags.
 pub fn rewrite_one_dash(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    args.into_iter()
-        .map(|a| {
-            SINGLE_DASH
-                .iter()
-                .find(|(one, _)| OsStr::new(one) == a)
-                .map_or(a, |&(_, two)| two.into())
-        })
-        .collect()
+    acap_frontend::rewrite_one_dash(args, SINGLE_DASH)
 }
 
 /// `--long=value`, keeping a value that is not UTF-8 (a path) as it is.

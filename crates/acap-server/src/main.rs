@@ -134,16 +134,6 @@ struct Args {
     cap: CapArgs,
 }
 
-fn normalize(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    args.map(|a| {
-        SINGLE_DASH
-            .iter()
-            .find(|(s, _)| std::ffi::OsStr::new(s) == a)
-            .map_or(a, |(_, l)| (*l).into())
-    })
-    .collect()
-}
-
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -384,7 +374,10 @@ fn run(a: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Args = acap_frontend::parse_os_args(normalize(acap_frontend::os_args().into_iter()));
+    let args: Args = acap_frontend::parse_os_args(acap_frontend::rewrite_one_dash(
+        acap_frontend::os_args(),
+        SINGLE_DASH,
+    ));
     let level = if args.log_disable {
         "error"
     } else if args.verbose {

@@ -26,6 +26,22 @@ pub fn os_args() -> Vec<std::ffi::OsString> {
     std::env::args_os().collect()
 }
 
+/// Rewrites one-dash long options (`-ngl`, `-ub`, ...) to their two-dash names by `table`
+/// (one-dash, two-dash); other arguments pass as they are.
+pub fn rewrite_one_dash(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    table: &[(&str, &str)],
+) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|a| {
+            table
+                .iter()
+                .find(|(one, _)| std::ffi::OsStr::new(one) == a)
+                .map_or(a, |&(_, two)| two.into())
+        })
+        .collect()
+}
+
 /// Parses `args` with clap, exiting as clap does on an error; clap's "invalid UTF-8" error
 /// does not say which argument, so that one names the option the text was given to.
 pub fn parse_os_args<P: clap::Parser>(args: Vec<std::ffi::OsString>) -> P {
