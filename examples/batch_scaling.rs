@@ -51,11 +51,11 @@ fn main() {
         let mut steps = 0;
         while !queue.is_empty() || e.is_busy() {
             while let Some(&r) = queue.front() {
-                let Some(slot) = e.free_slot(&prompts[r], None) else {
+                let Some(slot) = e.free_slot(&prompts[r], None, true) else {
                     break;
                 };
                 queue.pop_front();
-                e.start(slot, &prompts[r], &gp, None).expect("start");
+                e.start(slot, &prompts[r], &gp, None, true).expect("start");
             }
             for (_, ev) in e.step() {
                 if let SlotEvent::Finished(st) = ev {

@@ -2,9 +2,13 @@
 //! decode step batches the pending tokens of all active requests, and the capping callback
 //! applies each row's own request settings, so capped and uncapped requests share a batch.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cap::{CapPlan, ControlVector, ControlVectorError, LayerStats};
+use crate::cap::{
+    CapPlan, ControlVector, ControlVectorError, HSuppress, HSuppressError, LayerStats,
+    SuppressStats,
+};
 use crate::error::{DecodeError, SessionError};
 use crate::generation::Generation;
 use crate::llama::Context;
@@ -52,12 +56,14 @@ struct Slot {
     /// The capping the cached keys and values were computed under: a prefix is only reused
     /// by a request with the same plan.
     cached_plan: Option<CapPlan>,
+    /// Whether H-neuron suppression was on for the cached keys and values.
+    cached_suppressed: bool,
     job: Option<Job>,
 }
 
 impl Slot {
-    fn reusable(&self, prompt: &[Token], plan: Option<&CapPlan>) -> usize {
-        if self.cached_plan.as_ref() == plan {
+    fn reusable(&self, prompt: &[Token], plan: Option<&CapPlan>, suppressed: bool) -> usize {
+        if self.cached_plan.as_ref() == plan && self.cached_suppressed == suppressed {
             common_prefix(&self.cached, prompt)
         } else {
             0
@@ -94,11 +100,16 @@ impl BatchEngine {
         ctx.probe();
         // Sequences get separate cache ranges of n_ctx / n_slots cells each.
         let n_ctx_slot = ctx.n_ctx() as usize / n_slots as usize;
-        Ok(Self {
+        let h_suppress = params.h_suppress.take();
+        let mut engine = Self {
             ctx,
             slots: (0..n_slots).map(|_| Slot::default()).collect(),
             n_ctx_slot,
-        })
+        };
+        if h_suppress.is_some() {
+            engine.set_h_suppress(h_suppress)?;
+        }
+        Ok(engine)
     }
 
     /// Applies control vectors to every request (or removes them with `None`); empties the
@@ -131,14 +142,54 @@ impl BatchEngine {
     }
 
     /// A free slot, preferring one whose cache shares the longest prefix with `prompt` under
-    /// the same capping `plan`.
-    pub fn free_slot(&self, prompt: &[Token], plan: Option<&CapPlan>) -> Option<usize> {
+    /// the same capping `plan` and H-neuron suppression switch.
+    pub fn free_slot(
+        &self,
+        prompt: &[Token],
+        plan: Option<&CapPlan>,
+        h_suppress: bool,
+    ) -> Option<usize> {
+        let suppressed = h_suppress && self.h_suppress().is_some();
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.job.is_none())
-            .max_by_key(|(i, s)| (s.reusable(prompt, plan), usize::MAX - i))
+            .max_by_key(|(i, s)| (s.reusable(prompt, plan, suppressed), usize::MAX - i))
             .map(|(i, _)| i)
+    }
+
+    /// Sets (or removes, with `None`) the H-neuron suppression requests run under unless they
+    /// switch it off; empties the cache. Call while no request runs.
+    ///
+    /// # Errors
+    /// See [`HSuppressError`]: the file does not fit this model; nothing changes then.
+    pub fn set_h_suppress(&mut self, h: Option<Arc<HSuppress>>) -> Result<(), HSuppressError> {
+        if let Some(h) = &h {
+            self.ctx.check_suppress(h)?;
+        }
+        for s in 0..self.slots.len() {
+            let slot = self.ctx.cap_slot_mut(s);
+            slot.suppress.clone_from(&h);
+            slot.suppress_rows.iter_mut().for_each(|r| *r = 0);
+        }
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            slot.cached.clear();
+            self.ctx.seq_rm(s, 0, None);
+        }
+        Ok(())
+    }
+
+    /// The H-neuron suppression file requests run under, if any.
+    pub fn h_suppress(&self) -> Option<&HSuppress> {
+        self.ctx.cap_slot(0).suppress.as_deref()
+    }
+
+    /// H-neuron suppression telemetry of the request in (or last run by) `slot`.
+    pub fn slot_suppress_stats(&self, slot: usize) -> Vec<SuppressStats> {
+        if slot >= self.slots.len() {
+            return Vec::new();
+        }
+        self.ctx.cap_slot(slot).suppress_stats()
     }
 
     /// What `slot` is doing (llama-server's `/slots`).
@@ -164,8 +215,9 @@ impl BatchEngine {
         self.slots.iter().filter(|s| s.job.is_some()).count()
     }
 
-    /// Starts a request in a free `slot`, capped by `plan` (`None`: uncapped). The slot's
-    /// cache is reused for the longest common prefix.
+    /// Starts a request in a free `slot`, capped by `plan` (`None`: uncapped), with the
+    /// engine's H-neuron suppression when `h_suppress` (and a file is set). The slot's cache
+    /// is reused for the longest common prefix computed under the same edits.
     ///
     /// # Errors
     /// A slot that is not free, an empty or too long prompt, bad sampling settings, or a plan
@@ -176,6 +228,7 @@ impl BatchEngine {
         prompt: &[Token],
         params: &GenerateParams,
         plan: Option<CapPlan>,
+        h_suppress: bool,
     ) -> Result<(), crate::Error> {
         let n_ctx = self.n_ctx_slot;
         if self.slots.get(slot).is_none_or(|s| s.job.is_some()) {
@@ -198,11 +251,15 @@ impl BatchEngine {
             self.ctx.check_plan(plan)?;
         }
         let generation = Generation::new(self.ctx.model(), params, n_ctx as u32, prompt)?;
+        let suppressed = h_suppress && self.h_suppress().is_some();
         let s = &mut self.slots[slot];
-        // Keys and values computed under other capping are never reused.
-        let common = s.reusable(prompt, plan.as_ref()).min(prompt.len() - 1);
+        // Keys and values computed under other capping or suppression are never reused.
+        let common = s
+            .reusable(prompt, plan.as_ref(), suppressed)
+            .min(prompt.len() - 1);
         s.cached.truncate(common);
         s.cached_plan.clone_from(&plan);
+        s.cached_suppressed = suppressed;
         s.job = Some(Job {
             pending: prompt[common..].to_vec(),
             prompt_len: prompt.len(),
@@ -218,6 +275,7 @@ impl BatchEngine {
         let cap = self.ctx.cap_slot_mut(slot);
         cap.reset_stats();
         cap.plan = plan;
+        cap.suppress_enabled = h_suppress;
         Ok(())
     }
 

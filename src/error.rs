@@ -72,6 +72,9 @@ pub enum SessionError {
     /// The capping configuration does not fit the model.
     #[error(transparent)]
     Cap(#[from] crate::cap::CapError),
+    /// H-neuron suppression that does not fit the model.
+    #[error(transparent)]
+    HSuppress(#[from] crate::cap::HSuppressError),
     /// llama.cpp could not create the context (usually out of memory).
     #[error("llama.cpp could not create a context (n_ctx {n_ctx}): {reason}")]
     Create {
@@ -271,6 +274,9 @@ pub enum Error {
     /// See [`crate::CapError`].
     #[error(transparent)]
     Cap(#[from] crate::cap::CapError),
+    /// H-neuron suppression that does not fit the model.
+    #[error(transparent)]
+    HSuppress(#[from] crate::cap::HSuppressError),
     /// See [`crate::ControlVectorError`].
     #[error(transparent)]
     ControlVector(#[from] crate::cap::ControlVectorError),

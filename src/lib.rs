@@ -43,7 +43,7 @@ pub use axis::{
 pub use batch::{BatchEngine, SlotEvent, SlotInfo};
 pub use cap::{
     CAP_PATH_ENV, CapConfig, CapError, CapPath, CapPlan, ControlVector, ControlVectorError,
-    LayerStats, Observation,
+    HSuppress, HSuppressError, LayerStats, Observation, SuppressStats,
 };
 pub use chat::{ChatMessage, ChatTemplate, TemplateChoice, builtin_templates};
 pub use error::{

@@ -26,6 +26,8 @@ use llama_cpp_sys_2 as sys;
 
 use super::hooks::CapSlot;
 
+mod scale;
+
 /// Room for the graph's tensors (it has about 30).
 const GRAPH_SIZE: usize = 64;
 
@@ -127,29 +129,82 @@ impl GraphCapper {
                 self.n_rows_max
             ));
         }
-        if routing != Routing::One {
-            self.build_mask(rows);
-        }
         let started = std::time::Instant::now();
+        self.sync_mask(d, routing, rows);
         let dev = &mut self.devices[d];
         dev.sync_slots(slots, self.n_embd, self.n_layer);
-        if routing != Routing::One && dev.mask_uploaded != self.decode {
-            dev.upload_mask(&self.mask, rows.all.len(), rows.out.len(), self.n_batch);
-            dev.mask_uploaded = self.decode;
-        }
         dev.compute(t, layer, n_rows, routing, self.n_batch)?;
         let nanos = started.elapsed().as_nanos() as u64;
         for (s, slot) in slots.iter_mut().enumerate() {
             if !slot.caps(layer) {
                 continue;
             }
-            let seen = match routing {
-                Routing::One => n_rows as u64,
-                r => self.counts[r.index() * self.n_slots + s],
-            };
             let stats = &mut slot.stats[layer];
-            stats.rows_seen += seen;
+            stats.rows_seen += self.rows_of(routing, n_rows, s);
             stats.nanos += nanos;
+        }
+        Ok(())
+    }
+
+    /// Builds this decode's routing masks and puts them on device `d`, once per decode.
+    fn sync_mask(&mut self, d: usize, routing: Routing, rows: BatchRows<'_>) {
+        if routing == Routing::One {
+            return;
+        }
+        self.build_mask(rows);
+        let dev = &mut self.devices[d];
+        if dev.mask_uploaded != self.decode {
+            dev.upload_mask(&self.mask, rows.all.len(), rows.out.len(), self.n_batch);
+            dev.mask_uploaded = self.decode;
+        }
+    }
+
+    /// Rows of slot `s` among the `n_rows` one call sees.
+    fn rows_of(&self, routing: Routing, n_rows: usize, s: usize) -> u64 {
+        match routing {
+            Routing::One => n_rows as u64,
+            r => self.counts[r.index() * self.n_slots + s],
+        }
+    }
+
+    /// Scales `t` (block `layer`'s FFN activation, `n_rows` rows of `n_ff`) on its device
+    /// (the index [`Self::device`] returned for it), each row by its slot's vector, and
+    /// counts the rows each suppressing slot saw.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn suppress(
+        &mut self,
+        d: usize,
+        t: &sys::ggml_tensor,
+        layer: usize,
+        n_ff: usize,
+        n_rows: usize,
+        routing: Routing,
+        slots: &mut [CapSlot],
+        rows: BatchRows<'_>,
+    ) -> Result<(), String> {
+        if n_rows > self.n_rows_max {
+            return Err(format!(
+                "the FFN activation of block {layer} has {n_rows} rows, more than the physical \
+                 batch ({})",
+                self.n_rows_max
+            ));
+        }
+        self.sync_mask(d, routing, rows);
+        let dev = &mut self.devices[d];
+        dev.suppress(
+            t,
+            layer,
+            n_ff,
+            n_rows,
+            routing,
+            slots,
+            self.n_batch,
+            self.n_layer,
+        )?;
+        for (s, slot) in slots.iter_mut().enumerate() {
+            if slot.suppresses(layer) {
+                slot.suppress_rows[layer] += self.rows_of(routing, n_rows, s);
+            }
         }
         Ok(())
     }
@@ -200,7 +255,7 @@ impl GraphCapper {
     /// The index of the capper for `t`'s device, created the first time the device is seen.
     /// An error here (no backend, an op the backend lacks, no device memory) comes before
     /// anything was changed.
-    pub(crate) fn device(&mut self, t: &sys::ggml_tensor, layer: usize) -> Result<usize, String> {
+    pub(crate) fn device(&mut self, t: &sys::ggml_tensor) -> Result<usize, String> {
         // SAFETY: `t.buffer` is the live buffer the scheduler allocated `t` in (checked
         // non-null by the caller); these only read its type and that type's device.
         let mut dev = unsafe {
@@ -214,7 +269,7 @@ impl GraphCapper {
             dev = unsafe { sys::ggml_backend_dev_by_type(sys::GGML_BACKEND_DEVICE_TYPE_CPU) };
         }
         if dev.is_null() {
-            return Err(format!("l_out-{layer} lives in a buffer of no device"));
+            return Err(format!("{} lives in a buffer of no device", tensor_name(t)));
         }
         if let Some(i) = self.devices.iter().position(|d| d.dev == dev) {
             return Ok(i);
@@ -227,7 +282,7 @@ impl GraphCapper {
             self.n_batch,
             self.n_rows_max,
         )
-        .map_err(|e| format!("cannot cap l_out-{layer} on its device: {e}"))?;
+        .map_err(|e| format!("cannot edit {} on its device: {e}", tensor_name(t)))?;
         self.devices.push(capper);
         Ok(self.devices.len() - 1)
     }
@@ -264,10 +319,16 @@ struct DeviceCapper {
     used: bool,
     n_slots: usize,
     n_embd: usize,
+    /// The most rows one call sees (the physical batch).
+    n_rows_max: usize,
+    /// H-neuron suppression's vectors (created when a suppressed activation first comes).
+    scales: Option<scale::DeviceScales>,
 }
 
 impl Drop for DeviceCapper {
     fn drop(&mut self) {
+        // The suppression vectors live in this backend's memory: freed first.
+        self.scales = None;
         // SAFETY: every handle was created in `new` and is freed once, here: the allocator
         // and contexts before the buffer they describe, the backend before its thread pool.
         unsafe {
@@ -314,6 +375,17 @@ impl Drop for Partial {
             }
         }
     }
+}
+
+/// A tensor's name, for messages.
+pub(crate) fn tensor_name(t: &sys::ggml_tensor) -> String {
+    let bytes: Vec<u8> = t
+        .name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn nonnull<T>(p: *mut T, what: &str) -> Result<NonNull<T>, String> {
@@ -411,6 +483,8 @@ impl DeviceCapper {
                 used: false,
                 n_slots,
                 n_embd,
+                n_rows_max,
+                scales: None,
             };
             // Until a slot's plan arrives, no slot caps anything.
             capper.tau_alpha_host = (0..n_layer * 2 * n_slots)
@@ -441,11 +515,11 @@ impl DeviceCapper {
     }
 
     /// Empties the graph context (the previous call's graph is done with) and makes in it the
-    /// `[n_embd, n_rows]` F32 tensor the graph caps, without data yet.
+    /// `[width, n_rows]` F32 tensor the graph edits, without data yet.
     ///
     /// # Safety
     /// No tensor or graph made in the graph context before may be used afterwards.
-    unsafe fn new_block_tensor(&mut self, n_rows: usize) -> *mut sys::ggml_tensor {
+    unsafe fn new_block_tensor(&mut self, width: usize, n_rows: usize) -> *mut sys::ggml_tensor {
         // SAFETY: the context is live and sized for one graph of `GRAPH_SIZE` nodes
         // (metadata only); by this function's contract nothing made in it before is used.
         unsafe {
@@ -453,7 +527,7 @@ impl DeviceCapper {
             sys::ggml_new_tensor_2d(
                 self.graph_ctx.as_ptr(),
                 sys::GGML_TYPE_F32,
-                self.n_embd as i64,
+                width as i64,
                 n_rows as i64,
             )
         }
@@ -471,21 +545,33 @@ impl DeviceCapper {
         // only needs a non-null data pointer so the allocator treats it as allocated, and
         // reserving computes nothing.
         unsafe {
-            let h = self.new_block_tensor(n_rows_max);
+            let h = self.new_block_tensor(self.n_embd, n_rows_max);
             (*h).data = sys::ggml_backend_buffer_get_base(self.params_buf);
             let graph = self.build(h, 0, n_rows_max, routing, 0);
+            self.check_ops(graph, "capping")?;
+            if !sys::ggml_gallocr_reserve(self.galloc, graph) {
+                return Err("reserving the capping graph's memory failed".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// An error naming the first op of `graph` this device's backend cannot compute.
+    ///
+    /// # Safety
+    /// `graph` is a graph built in the graph context and not yet reset.
+    unsafe fn check_ops(&self, graph: *mut sys::ggml_cgraph, what: &str) -> Result<(), String> {
+        // SAFETY: by the contract, `graph` and its nodes are live; the queries only read.
+        unsafe {
             for i in 0..sys::ggml_graph_n_nodes(graph) {
                 let node = sys::ggml_graph_node(graph, i);
                 if !sys::ggml_backend_supports_op(self.backend.as_ptr(), node) {
                     let op = std::ffi::CStr::from_ptr(sys::ggml_op_desc(node));
                     return Err(format!(
-                        "the device's backend cannot compute ggml op {}",
+                        "the device's backend cannot compute ggml op {} ({what})",
                         op.to_string_lossy()
                     ));
                 }
-            }
-            if !sys::ggml_gallocr_reserve(self.galloc, graph) {
-                return Err("reserving the capping graph's memory failed".into());
             }
         }
         Ok(())
@@ -642,7 +728,7 @@ impl DeviceCapper {
         // address, so the graph reads and writes `t`'s memory (a computed, contiguous F32
         // tensor of `n` rows of `n_embd`, checked by the caller) and nothing else of it.
         unsafe {
-            let h = self.new_block_tensor(n);
+            let h = self.new_block_tensor(self.n_embd, n);
             let status = sys::ggml_backend_tensor_alloc(t.buffer, h, t.data);
             if status != sys::GGML_STATUS_SUCCESS {
                 return Err(format!(

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use llama_cpp_sys_2 as sys;
 
 use super::config::CapPlan;
-use super::graph::{BatchRows, GraphCapper, Routing};
+use super::graph::{BatchRows, GraphCapper, Routing, tensor_name};
+use super::hsuppress::HSuppress;
 use super::path::CapPath;
 use super::rows::{LayerStats, cap_rows};
 
@@ -62,6 +63,12 @@ pub(crate) struct CapSlot {
     /// Bumped whenever the plan or `enabled` may have changed, so the graph path knows when
     /// to upload this slot's data again.
     pub(crate) version: u64,
+    /// H-neuron suppression (`None`: none), checked against the model's graph.
+    pub(crate) suppress: Option<std::sync::Arc<HSuppress>>,
+    /// Suppression switched on (a request may run without it).
+    pub(crate) suppress_enabled: bool,
+    /// Rows scaled per block since the last reset.
+    pub(crate) suppress_rows: Vec<u64>,
 }
 
 impl CapSlot {
@@ -71,7 +78,36 @@ impl CapSlot {
             enabled: true,
             stats: vec![LayerStats::default(); n_layer],
             version: 0,
+            suppress: None,
+            suppress_enabled: true,
+            suppress_rows: vec![0; n_layer],
         }
+    }
+
+    /// Telemetry of every block the suppression names.
+    pub(crate) fn suppress_stats(&self) -> Vec<super::SuppressStats> {
+        let Some(h) = self.suppress.as_deref() else {
+            return Vec::new();
+        };
+        h.blocks()
+            .iter()
+            .map(|(b, _)| super::SuppressStats {
+                block: *b,
+                neurons: h.suppressed_in(*b),
+                rows: self.suppress_rows.get(*b as usize).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// The suppression that applies to this slot's rows now.
+    pub(crate) fn active_suppress(&self) -> Option<&HSuppress> {
+        self.suppress.as_deref().filter(|_| self.suppress_enabled)
+    }
+
+    /// Whether this slot's active suppression scales block `layer`.
+    pub(crate) fn suppresses(&self, layer: usize) -> bool {
+        self.active_suppress()
+            .is_some_and(|h| h.scales(layer as u32).is_some())
     }
 
     /// The plan that applies to this slot's rows now.
@@ -90,6 +126,7 @@ impl CapSlot {
         self.stats
             .iter_mut()
             .for_each(|s| *s = LayerStats::default());
+        self.suppress_rows.iter_mut().for_each(|r| *r = 0);
     }
 
     /// `(block, stats)` for every block the plan caps.
@@ -118,6 +155,12 @@ pub(crate) struct Hooks {
     pub(crate) out_rows: Vec<u32>,
     /// How often each block's `l_out` was offered during the current decode.
     pub(crate) seen: Vec<u32>,
+    /// The names (without `-L`) of the model's FFN activation feeding `ffn_down`, if acap
+    /// knows them for its architecture.
+    ffn_names: Option<&'static [&'static str]>,
+    /// The width of each block's FFN activation as offered during the current decode (0:
+    /// not offered).
+    pub(crate) ffn_width: Vec<usize>,
     pub(crate) observer: Option<Observer>,
     scratch: Vec<f32>,
     /// Why the last decode failed inside the callback (a panic or an unusable tensor).
@@ -139,6 +182,7 @@ impl Hooks {
         (n_batch, n_ubatch): (u32, u32),
         path: CapPath,
         flags: std::sync::Arc<Flags>,
+        ffn_names: Option<&'static [&'static str]>,
     ) -> Self {
         let n_slots = n_slots.max(1) as usize;
         let rows = if n_slots > 1 { n_batch as usize } else { 0 };
@@ -160,6 +204,8 @@ impl Hooks {
             rows: Vec::with_capacity(rows),
             out_rows: Vec::with_capacity(rows),
             seen: vec![0; n_layer as usize],
+            ffn_names,
+            ffn_width: vec![0; n_layer as usize],
             observer: None,
             scratch: Vec::new(),
             failure: None,
@@ -199,6 +245,7 @@ impl Hooks {
 
     pub(crate) fn start_decode(&mut self) {
         self.seen.iter_mut().for_each(|s| *s = 0);
+        self.ffn_width.iter_mut().for_each(|w| *w = 0);
         self.graph.start_decode();
     }
 
@@ -221,6 +268,35 @@ impl Hooks {
             .find(|&l| self.seen.get(l as usize).is_some_and(|&n| n == 0))
     }
 
+    /// A block some active suppression scales whose FFN activation the last decode never
+    /// offered.
+    pub(crate) fn unseen_suppressed_layer(&self) -> Option<u32> {
+        self.slots
+            .iter()
+            .filter_map(CapSlot::active_suppress)
+            .flat_map(|h| h.blocks().iter().map(|(b, _)| *b))
+            .find(|&b| self.ffn_width.get(b as usize).is_some_and(|&w| w == 0))
+    }
+
+    /// The model's FFN activation names, if acap knows them.
+    pub(crate) fn ffn_names(&self) -> Option<&'static [&'static str]> {
+        self.ffn_names
+    }
+
+    fn suppressing(&self, layer: usize) -> bool {
+        self.slots.iter().any(|s| s.suppresses(layer))
+    }
+
+    /// The block of an FFN activation tensor (`NAME-L` for one of the model's names).
+    fn ffn_layer(&self, name: &[c_char]) -> Option<usize> {
+        let names = self.ffn_names?;
+        names
+            .iter()
+            .find_map(|n| layer_of(name, n.as_bytes()))
+            .map(|l| l as usize)
+            .filter(|&l| l < self.ffn_width.len())
+    }
+
     fn capping(&self, layer: usize) -> bool {
         self.slots.iter().any(|s| s.caps(layer))
     }
@@ -234,7 +310,13 @@ impl Hooks {
     /// The "ask" phase: true exactly for `l_out-L` with L capped or observed.
     fn wants(&mut self, t: &sys::ggml_tensor) -> bool {
         let Some(layer) = l_out_layer(&t.name) else {
-            return false;
+            return match self.ffn_layer(&t.name) {
+                Some(layer) => {
+                    self.ffn_width[layer] = t.ne[0].max(0) as usize;
+                    self.suppressing(layer)
+                }
+                None => false,
+            };
         };
         let layer = layer as usize;
         if layer >= self.seen.len() {
@@ -329,7 +411,10 @@ impl Hooks {
     /// the observer look. Returns an error when the tensor cannot be used.
     fn on_data(&mut self, t: &sys::ggml_tensor) -> Result<(), String> {
         let Some(layer) = l_out_layer(&t.name).map(|l| l as usize) else {
-            return Ok(());
+            return match self.ffn_layer(&t.name) {
+                Some(layer) => self.on_ffn_data(t, layer),
+                None => Ok(()),
+            };
         };
         if t.type_ != sys::GGML_TYPE_F32 {
             return Err(format!(
@@ -362,7 +447,7 @@ impl Hooks {
         };
         // A tensor outside any buffer (plain host memory) can only be capped by the host loop.
         if cap && on_device && !t.buffer.is_null() && self.graph_unavailable.is_none() {
-            match self.graph.device(t, layer) {
+            match self.graph.device(t) {
                 Ok(d) => return self.cap_on_device(t, layer, n, host, d),
                 // Asked for explicitly: the graph path or an error.
                 Err(e) if self.path == CapPath::Graph => return Err(e),
@@ -410,6 +495,120 @@ impl Hooks {
     }
 }
 
+impl Hooks {
+    /// The data phase of an FFN activation: each row scaled by its slot's suppression vector
+    /// of the block, on the host or through a graph on the tensor's device.
+    fn on_ffn_data(&mut self, t: &sys::ggml_tensor, layer: usize) -> Result<(), String> {
+        let label = || format!("{} (block {layer}'s FFN activation)", tensor_name(t));
+        if t.type_ != sys::GGML_TYPE_F32 {
+            return Err(format!(
+                "{} has ggml type {}, expected F32",
+                label(),
+                t.type_
+            ));
+        }
+        let n_ff = t.ne[0].max(0) as usize;
+        for slot in self.slots.iter().filter(|s| s.suppresses(layer)) {
+            let want = slot
+                .active_suppress()
+                .and_then(|h| h.scales(layer as u32))
+                .map_or(0, <[f32]>::len);
+            if want != n_ff {
+                return Err(format!(
+                    "{} has rows of {n_ff} values, the suppression vector {want}",
+                    label()
+                ));
+            }
+        }
+        // SAFETY: `t` is a live tensor handed to us by the scheduler.
+        if !unsafe { sys::ggml_is_contiguous(t) } {
+            return Err(format!("{} is not contiguous", label()));
+        }
+        // SAFETY: as above.
+        let n = unsafe { sys::ggml_nelements(t) } as usize;
+        if n == 0 || n_ff == 0 {
+            return Ok(());
+        }
+        let n_rows = n / n_ff;
+        let routing = self.routing(layer, n_rows)?;
+        // SAFETY: a null buffer means plain host memory; otherwise ask the backend.
+        let host = t.buffer.is_null() || unsafe { sys::ggml_backend_buffer_is_host(t.buffer) };
+        let on_device = match self.path {
+            CapPath::Auto => !host,
+            CapPath::Host => false,
+            CapPath::Graph => true,
+        };
+        if on_device && !t.buffer.is_null() && self.graph_unavailable.is_none() {
+            match self.graph.device(t) {
+                Ok(d) => {
+                    let rows = BatchRows {
+                        all: &self.rows,
+                        out: &self.out_rows,
+                    };
+                    return self.graph.suppress(
+                        d,
+                        t,
+                        layer,
+                        n_ff,
+                        n_rows,
+                        routing,
+                        &mut self.slots,
+                        rows,
+                    );
+                }
+                Err(e) if self.path == CapPath::Graph => return Err(e),
+                Err(e) => {
+                    log::warn!("suppressing through host copies: {e}");
+                    self.graph_unavailable = Some(e);
+                }
+            }
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let data: &mut [f32] = if host {
+            // SAFETY: a computed, contiguous F32 tensor in host memory holds `n` floats at
+            // `data`; nothing else reads or writes it until this callback returns.
+            unsafe { std::slice::from_raw_parts_mut(t.data.cast::<f32>(), n) }
+        } else {
+            scratch.resize(n, 0.0);
+            // SAFETY: copies the tensor's `4 * n` bytes into a scratch buffer of that size.
+            unsafe { sys::ggml_backend_tensor_get(t, scratch.as_mut_ptr().cast(), 0, n * 4) };
+            &mut scratch
+        };
+        let slot_of = |row: usize| -> usize {
+            match routing {
+                Routing::One => 0,
+                Routing::All => self.rows[row] as usize,
+                Routing::Out => self.out_rows[row] as usize,
+            }
+        };
+        for (row, z) in data.chunks_exact_mut(n_ff).enumerate() {
+            let Some(slot) = self.slots.get_mut(slot_of(row)) else {
+                continue;
+            };
+            let Some(scales) = slot.active_suppress().and_then(|h| h.scales(layer as u32)) else {
+                continue;
+            };
+            for (x, s) in z.iter_mut().zip(scales) {
+                *x *= s;
+            }
+            slot.suppress_rows[layer] += 1;
+        }
+        if !host {
+            // SAFETY: writes the `4 * n` scaled bytes back into the device tensor.
+            unsafe {
+                sys::ggml_backend_tensor_set(
+                    (t as *const sys::ggml_tensor).cast_mut(),
+                    scratch.as_ptr().cast(),
+                    0,
+                    n * 4,
+                )
+            };
+        }
+        self.scratch = scratch;
+        Ok(())
+    }
+}
+
 /// Caps `rows` (one or more rows of block `layer`) by `slot`'s plan, if it caps that block.
 fn cap_slot_rows(slot: &mut CapSlot, layer: usize, rows: &mut [f32]) {
     let Some(plan) = slot.plan.as_ref().filter(|_| slot.enabled) else {
@@ -426,11 +625,19 @@ fn cap_slot_rows(slot: &mut CapSlot, layer: usize, rows: &mut [f32]) {
 
 /// Parses `l_out-L` (L in canonical decimal) from a tensor name, without allocating.
 fn l_out_layer(name: &[c_char]) -> Option<u32> {
-    const PREFIX: &[u8] = b"l_out-";
-    if name.len() <= PREFIX.len() || name.iter().zip(PREFIX).any(|(&c, &p)| c as u8 != p) {
+    layer_of(name, b"l_out")
+}
+
+/// Parses `STEM-L` (L in canonical decimal) from a tensor name, without allocating.
+fn layer_of(name: &[c_char], stem: &[u8]) -> Option<u32> {
+    let n = stem.len() + 1;
+    if name.len() <= n
+        || name.iter().zip(stem).any(|(&c, &p)| c as u8 != p)
+        || name[stem.len()] as u8 != b'-'
+    {
         return None;
     }
-    let digits = &name[PREFIX.len()..];
+    let digits = &name[n..];
     let mut value: u32 = 0;
     let mut len = 0;
     for &c in digits {
@@ -493,7 +700,7 @@ pub(crate) unsafe extern "C" fn eval_trampoline(
 
 #[cfg(test)]
 mod tests {
-    use super::l_out_layer;
+    use super::{l_out_layer, layer_of};
 
     fn name(s: &str) -> [std::ffi::c_char; 64] {
         let mut n = [0; 64];
@@ -520,5 +727,11 @@ mod tests {
         }
         let full = [b'1' as std::ffi::c_char; 64];
         assert_eq!(l_out_layer(&full), None);
+        assert_eq!(layer_of(&name("ffn_swiglu-3"), b"ffn_swiglu"), Some(3));
+        assert_eq!(layer_of(&name("ffn_swiglu_limited-3"), b"ffn_swiglu"), None);
+        assert_eq!(
+            layer_of(&name("ffn_sqr(relu)-12"), b"ffn_sqr(relu)"),
+            Some(12)
+        );
     }
 }

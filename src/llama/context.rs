@@ -14,6 +14,7 @@ use llama_cpp_sys_2 as sys;
 use super::backend;
 use crate::cap::hooks::{self, CapSlot, Flags, Hooks};
 use crate::cap::{CAP_PATH_ENV, CapError, CapPath, CapPlan, ControlVector, ControlVectorError};
+use crate::cap::{HSuppress, HSuppressError};
 use crate::error::{DecodeError, SessionError};
 use crate::model::{Model, Token};
 use crate::sampling::Sampler;
@@ -39,6 +40,8 @@ pub(crate) struct Context {
     eval_callback: bool,
     /// Which blocks offer an `l_out` tensor, once a probe decode has shown it.
     hook_points: Option<Vec<bool>>,
+    /// The width of each block's FFN activation (0: none offered), learnt with `hook_points`.
+    ffn_points: Option<Vec<usize>>,
     /// The LoRA adapters applied to the context, kept alive while it uses them.
     _lora: Vec<std::sync::Arc<crate::LoraAdapter>>,
 }
@@ -131,6 +134,7 @@ impl Context {
             (params.n_batch, params.n_ubatch),
             path,
             flags.clone(),
+            crate::cap::activation_names(&model.info().architecture),
         ));
         let hooks = NonNull::from(Box::leak(hooks));
 
@@ -245,6 +249,7 @@ impl Context {
             n_seq_max,
             eval_callback: params.eval_callback,
             hook_points: None,
+            ffn_points: None,
             _lora: params.lora.iter().map(|(a, _)| a.clone()).collect(),
         })
     }
@@ -400,7 +405,37 @@ impl Context {
             self.forget_batch_sequences();
             return Err(DecodeError::Cap(self.no_hook_point(layer)));
         }
+        if let Some(block) = self.hooks().unseen_suppressed_layer() {
+            self.forget_batch_sequences();
+            return Err(DecodeError::Hook {
+                message: format!(
+                    "H-neuron suppression: block {block} offered no FFN activation tensor"
+                ),
+            });
+        }
         Ok(())
+    }
+
+    /// Checks that `h` can be applied to this model: the eval callback is installed, acap
+    /// knows the architecture's FFN activation, and every block `h` names exists and offers
+    /// an activation of the vector's length (learnt from one throw-away decode).
+    pub(crate) fn check_suppress(&mut self, h: &HSuppress) -> Result<(), HSuppressError> {
+        if !self.eval_callback {
+            return Err(HSuppressError::NoEvalCallback);
+        }
+        let arch = self.model.info().architecture.clone();
+        if self.hooks().ffn_names().is_none() {
+            return Err(crate::cap::unsupported_ffn_arch(&arch));
+        }
+        if self.ffn_points.is_none() {
+            self.probe();
+        }
+        let points = self.ffn_points.clone();
+        h.check_fit(&arch, self.model.n_layer(), |block| match &points {
+            // Without a probe (a full context) every decode still checks the blocks.
+            None => h.scales(block).map(<[f32]>::len),
+            Some(p) => p.get(block as usize).copied().filter(|&w| w > 0),
+        })
     }
 
     fn no_hook_point(&self, layer: u32) -> CapError {
@@ -471,6 +506,7 @@ impl Context {
         }
         if result.is_ok() {
             self.hook_points = Some(self.hooks().seen.iter().map(|&n| n > 0).collect());
+            self.ffn_points = Some(self.hooks().ffn_width.clone());
             self.seq_rm(0, end, None);
         }
     }

@@ -2,6 +2,7 @@
 
 mod capping;
 mod params;
+mod suppress;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -64,6 +65,9 @@ impl Session {
         };
         if let (Some(plan), Some(cfg)) = (plan, params.capping) {
             session.install(cfg, plan)?;
+        }
+        if let Some(h) = params.h_suppress {
+            session.set_h_suppress(Some(h))?;
         }
         Ok(session)
     }

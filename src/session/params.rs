@@ -39,6 +39,9 @@ pub struct SessionParams {
     pub cap_path: Option<CapPath>,
     /// LoRA adapters and their scales (`--lora`, `--lora-scaled`), for this session's model.
     pub lora: Vec<(std::sync::Arc<crate::LoraAdapter>, f32)>,
+    /// H-neuron suppression to apply from the start (`--h-suppress`; validated against the
+    /// model's graph).
+    pub h_suppress: Option<std::sync::Arc<crate::HSuppress>>,
 }
 
 impl Default for SessionParams {
@@ -57,6 +60,7 @@ impl Default for SessionParams {
             eval_callback: true,
             cap_path: None,
             lora: Vec::new(),
+            h_suppress: None,
         }
     }
 }
@@ -108,6 +112,13 @@ impl SessionParams {
     #[must_use]
     pub fn with_cap_path(mut self, path: CapPath) -> Self {
         self.cap_path = Some(path);
+        self
+    }
+
+    /// Suppresses H-neurons as `h` says; session creation fails if it cannot.
+    #[must_use]
+    pub fn with_h_suppress(mut self, h: std::sync::Arc<crate::HSuppress>) -> Self {
+        self.h_suppress = Some(h);
         self
     }
 

@@ -61,11 +61,11 @@ fn run_all_at(e: &mut BatchEngine, reqs: &[Req], gp: &GenerateParams, tau: f32) 
     while !queue.is_empty() || e.is_busy() {
         while let Some(&r) = queue.front() {
             let p = reqs[r].capped.then(|| plan_at(&m, tau));
-            let Some(slot) = e.free_slot(&reqs[r].prompt, p.as_ref()) else {
+            let Some(slot) = e.free_slot(&reqs[r].prompt, p.as_ref(), true) else {
                 break;
             };
             queue.pop_front();
-            e.start(slot, &reqs[r].prompt, gp, p).unwrap();
+            e.start(slot, &reqs[r].prompt, gp, p, true).unwrap();
             owner.insert(slot, r);
         }
         for (slot, ev) in e.step() {
@@ -182,12 +182,12 @@ fn engine_errors_cancel_and_limits() {
     // Too long for a slot's share of the context.
     let long = vec![p[1]; e.n_ctx_per_slot() + 1];
     assert!(matches!(
-        e.start(0, &long, &gp, None),
+        e.start(0, &long, &gp, None, true),
         Err(acap::Error::Decode(acap::DecodeError::ContextFull { .. }))
     ));
-    assert!(e.start(0, &[], &gp, None).is_err());
-    e.start(0, &p, &gp, None).unwrap();
-    assert!(e.start(0, &p, &gp, None).is_err(), "slot 0 is busy");
+    assert!(e.start(0, &[], &gp, None, true).is_err());
+    e.start(0, &p, &gp, None, true).unwrap();
+    assert!(e.start(0, &p, &gp, None, true).is_err(), "slot 0 is busy");
     e.step();
     e.cancel(0);
     let events = e.step();
@@ -198,7 +198,7 @@ fn engine_errors_cancel_and_limits() {
     );
     assert!(!e.is_busy());
     assert_eq!(
-        e.free_slot(&p, None),
+        e.free_slot(&p, None, true),
         Some(0),
         "the slot with the cached prefix is preferred"
     );

@@ -11,6 +11,7 @@ mod common;
 mod eval;
 mod examples;
 mod extract;
+mod h_suppress;
 mod layers;
 mod llama_model;
 mod llama_session;

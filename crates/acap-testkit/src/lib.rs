@@ -169,3 +169,44 @@ pub fn without_chat_template(src: &std::path::Path, dir: &std::path::Path) -> Pa
         &[("tokenizer.chat_template", None)],
     )
 }
+
+/// A copy of the model at `src` written to `dst` with every F16 tensor widened to F32 (exact),
+/// after `edit(name, values)` may change each tensor's values (F32 and F16 tensors only;
+/// others are copied as they are). An F32 model computes its matrix products without
+/// rounding activations to F16, so edits inside the graph and edits of the weights can be
+/// compared bit for bit.
+pub fn f32_copy(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    mut edit: impl FnMut(&str, &[u64], &mut [f32]),
+) -> PathBuf {
+    use acap_gguf::{GgmlType, GgufFile, GgufWriter};
+    let f = GgufFile::open(src).expect("reading the test model");
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata() {
+        // general.file_type says F16; llama.cpp only reports it.
+        if k != "general.file_type" {
+            w.set(k.clone(), v.clone()).expect("copying metadata");
+        }
+    }
+    w.set("general.file_type", 0u32)
+        .expect("setting the file type");
+    for t in f.tensors() {
+        let view = f.view(t);
+        match t.ggml_type() {
+            GgmlType::F16 | GgmlType::F32 => {
+                let mut values = view.to_f32_vec().expect("F16 and F32 convert");
+                edit(t.name(), t.dims(), &mut values);
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                w.add_raw(t.name(), t.dims(), GgmlType::F32, bytes)
+                    .expect("copying a tensor");
+            }
+            other => {
+                w.add_raw(t.name(), t.dims(), other, view.data().to_vec())
+                    .expect("copying a tensor");
+            }
+        }
+    }
+    w.write_file(dst).expect("writing the copy");
+    dst.to_owned()
+}
