@@ -132,6 +132,10 @@ typedef enum acap_result {
    * Prompt decoding was cancelled by `acap_session_cancel`.
    */
   ACAP_CANCELLED = 125,
+  /**
+   * An H-neuron suppression file is invalid or does not fit the model (spec section 10).
+   */
+  ACAP_H_SUPPRESS = 115,
 } acap_result;
 
 /**
@@ -185,6 +189,13 @@ typedef struct acap_control_vector acap_control_vector;
  * Reading is thread-safe.
  */
 typedef struct acap_evaluation acap_evaluation;
+
+/**
+ * A validated H-neuron suppression file, applied to sessions with
+ * `acap_session_set_h_suppress`. Released by `acap_h_suppress_free`; sessions keep what
+ * they were given.
+ */
+typedef struct acap_h_suppress acap_h_suppress;
 
 /**
  * A loaded model. Created by `acap_model_load`, released by `acap_model_free`. Sessions
@@ -1052,6 +1063,43 @@ enum acap_result acap_session_reset_cap_stats(struct acap_session *session);
  * Thread-safety: one call per session at a time (a concurrent one returns `ACAP_BUSY`).
  */
 enum acap_result acap_session_set_control_vector(struct acap_session *session, const struct acap_control_vector *cv);
+
+/**
+ * Loads and strictly validates a suppression file: every tensor must be `h_suppress.N`
+ * (N a 0-based block), F32, 1-D and finite. Its fit to a model (blocks, lengths equal to
+ * `n_ff`) is checked by `acap_session_set_h_suppress`.
+ *
+ * On success `*out` receives a new object released with `acap_h_suppress_free`.
+ * `ACAP_H_SUPPRESS` names the file, the tensor and the reason. Thread-safe.
+ */
+enum acap_result acap_h_suppress_load(const char *path, struct acap_h_suppress **out);
+
+/**
+ * Neurons whose scale is not 1, over all blocks (0 for NULL). Thread-safe.
+ */
+size_t acap_h_suppress_neurons(const struct acap_h_suppress *h);
+
+/**
+ * Releases a suppression file. NULL is a no-op.
+ * Thread-safety: no other call may use the object meanwhile.
+ */
+void acap_h_suppress_free(struct acap_h_suppress *h);
+
+/**
+ * Applies H-neuron suppression (composes with capping and control vectors), or removes it
+ * when `h` is NULL. A file that does not fit the model (a block it lacks, a length other
+ * than the block's `n_ff`, an architecture whose FFN activation acap cannot find) fails
+ * with `ACAP_H_SUPPRESS` and leaves the previous setting. Clears the KV cache when the
+ * setting changes.
+ * Thread-safety: one call per session at a time (a concurrent one returns `ACAP_BUSY`).
+ */
+enum acap_result acap_session_set_h_suppress(struct acap_session *session, const struct acap_h_suppress *h);
+
+/**
+ * Switches the session's suppression off (`on` = 0) or back on for the following calls.
+ * Thread-safety: one call per session at a time (a concurrent one returns `ACAP_BUSY`).
+ */
+enum acap_result acap_session_set_h_suppress_enabled(struct acap_session *session, bool on);
 
 /**
  * acap's version, e.g. `"0.1.0"`. A static string: never freed, never NULL. Thread-safe.

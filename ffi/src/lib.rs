@@ -23,6 +23,7 @@ mod memory;
 mod model;
 mod result;
 mod session;
+mod suppress;
 mod version;
 
 pub use axes::{acap_axes, acap_axes_info, acap_control_vector};
@@ -37,6 +38,7 @@ pub use memory::acap_token;
 pub use model::{acap_chat_message, acap_model, acap_model_info, acap_model_params};
 pub use result::acap_result;
 pub use session::{acap_cap_params, acap_layer_stats, acap_session, acap_session_params};
+pub use suppress::acap_h_suppress;
 pub use version::{
     ACAP_VERSION_MAJOR, ACAP_VERSION_MINOR, ACAP_VERSION_PATCH, acap_version_triple,
 };

@@ -2,7 +2,7 @@
 
 use engine::{
     AxisError, AxisFileError, AxisSetError, CapError, ChatError, ControlVectorError, DecodeError,
-    LoadError, SamplerError, SessionError, TokenizeError,
+    HSuppressError, LoadError, SamplerError, SessionError, TokenizeError,
 };
 
 /// The status of a call. The numbers are fixed: a value is never reused or renumbered, new
@@ -54,6 +54,8 @@ pub enum acap_result {
     ACAP_CHAT_TEMPLATE = 124,
     /// Prompt decoding was cancelled by `acap_session_cancel`.
     ACAP_CANCELLED = 125,
+    /// An H-neuron suppression file is invalid or does not fit the model (spec section 10).
+    ACAP_H_SUPPRESS = 115,
 }
 
 /// A failed call: its status and the message `acap_last_error_message` returns.
@@ -99,9 +101,16 @@ impl From<SessionError> for Failure {
     fn from(e: SessionError) -> Self {
         match e {
             SessionError::Cap(c) => c.into(),
+            SessionError::HSuppress(h) => h.into(),
             SessionError::BadParam { .. } => fail(ACAP_INVALID_ARGUMENT, &e),
             _ => fail(ACAP_SESSION_CREATE, &e),
         }
+    }
+}
+
+impl From<HSuppressError> for Failure {
+    fn from(e: HSuppressError) -> Self {
+        fail(ACAP_H_SUPPRESS, &e)
     }
 }
 
@@ -203,6 +212,7 @@ impl From<engine::Error> for Failure {
             E::Axis(e) => e.into(),
             E::Cap(e) => e.into(),
             E::ControlVector(e) => e.into(),
+            E::HSuppress(e) => e.into(),
             other => fail(ACAP_INVALID_ARGUMENT, &other),
         }
     }
@@ -229,6 +239,7 @@ pub extern "C" fn acap_result_name(result: i32) -> *const std::ffi::c_char {
         112 => c"ACAP_THRESHOLD",
         113 => c"ACAP_CAP_CONFIG",
         114 => c"ACAP_CONTROL_VECTOR",
+        115 => c"ACAP_H_SUPPRESS",
         120 => c"ACAP_TOKENIZE",
         121 => c"ACAP_DECODE",
         122 => c"ACAP_CONTEXT_FULL",

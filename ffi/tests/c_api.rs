@@ -63,6 +63,10 @@ struct Fixtures {
     chatml_jinja: PathBuf,
     /// A Jinja template that does not parse.
     bad_jinja: PathBuf,
+    /// H-neuron suppression silencing half the neurons of every block.
+    h_suppress: PathBuf,
+    /// A valid suppression file whose vectors are shorter than the model's n_ff.
+    h_short: PathBuf,
 }
 
 /// llama.cpp's chatml as Jinja.
@@ -94,8 +98,21 @@ fn fixtures() -> Fixtures {
     directions(AxisWriter::new(), 256, 500)
         .write_file(p("cvec.gguf"))
         .unwrap();
+    let half = (0..768)
+        .map(|j| if j % 2 == 0 { 0.0 } else { 1.0 })
+        .collect::<Vec<f32>>();
+    engine::HSuppress::from_vectors((0..8).map(|b| (b, half.clone())))
+        .unwrap()
+        .write_file(p("h_suppress.gguf"))
+        .unwrap();
+    engine::HSuppress::from_vectors([(1, vec![0.0; 100])])
+        .unwrap()
+        .write_file(p("h_short.gguf"))
+        .unwrap();
     Fixtures {
         model: acap_testkit::tiny(QuantType::Q8_0),
+        h_suppress: p("h_suppress.gguf"),
+        h_short: p("h_short.gguf"),
         axis: p("axis.gguf"),
         axis_no_thr: p("axis_no_thr.gguf"),
         axis_wrong: p("axis_wrong.gguf"),
@@ -183,6 +200,8 @@ fn run_api_test(exe: &Path, f: &Fixtures, env: &[(&str, &str)]) -> Output {
             &f.cvec,
             &f.chatml_jinja,
             &f.bad_jinja,
+            &f.h_suppress,
+            &f.h_short,
         ])
         .envs(env.iter().copied())
         .output()

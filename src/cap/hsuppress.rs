@@ -353,6 +353,44 @@ impl HSuppress {
         })
     }
 
+    /// The file's bytes in the layout the reference reads: F32 `h_suppress.N` tensors,
+    /// `h_suppress.n_layers` and `h_suppress.n_neurons` (counted), `h_suppress.alpha` when
+    /// known.
+    ///
+    /// # Errors
+    /// What the GGUF writer reports (it cannot fail for a validated suppression).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, acap_gguf::WriteError> {
+        self.writer()?.into_bytes()
+    }
+
+    fn writer(&self) -> Result<acap_gguf::GgufWriter, acap_gguf::WriteError> {
+        let mut w = acap_gguf::GgufWriter::new();
+        w.set("general.architecture", "h_suppress")?;
+        if let Some(a) = self.alpha {
+            w.set("h_suppress.alpha", a as f32)?;
+        }
+        w.set("h_suppress.n_layers", self.edited_blocks().count() as u32)?;
+        w.set("h_suppress.n_neurons", self.suppressed() as u32)?;
+        for (b, v) in &self.blocks {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            w.add_raw(
+                &format!("{H_SUPPRESS_PREFIX}{b}"),
+                &[v.len() as u64],
+                GgmlType::F32,
+                bytes,
+            )?;
+        }
+        Ok(w)
+    }
+
+    /// Writes [`HSuppress::to_bytes`] to `path`.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write_file(&self, path: impl AsRef<Path>) -> Result<(), acap_gguf::WriteError> {
+        self.writer()?.write_file(path).map(|_| ())
+    }
+
     /// Where the file came from: its path, or `<memory>`.
     pub fn origin(&self) -> &str {
         &self.origin

@@ -6,7 +6,9 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use acap_frontend::{CapArgs, ContextArgs, ControlVectorArgs, LoadArgs, SamplingArgs};
+use acap_frontend::{
+    CapArgs, ContextArgs, ControlVectorArgs, HSuppressArgs, LoadArgs, SamplingArgs,
+};
 use clap::Parser;
 
 /// One-dash long options and the two-dash names clap knows them by.
@@ -343,6 +345,7 @@ activation capping:
   --acap-layer-range START END           capped blocks, inclusive (default: 1 .. last; block 0 never)
   --acap-alpha A                         cap strength in 0..1 (default: 1.0 = hard cap)
   --acap-stats                           print per-layer capping telemetry on exit
+  --h-suppress FNAME                     H-neuron suppression file (h_suppress.N F32 tensors)
 
 logging and information:
   -v, --verbose                          show llama.cpp's log and per-turn details
@@ -473,6 +476,8 @@ pub struct CliArgs {
     pub control: ControlVectorArgs,
     #[command(flatten)]
     pub cap: CapArgs,
+    #[command(flatten)]
+    pub h_suppress: HSuppressArgs,
 }
 
 impl CliArgs {

@@ -66,8 +66,8 @@ fn lora_adapters(
 
 /// Everything about capping the user asked for, validated before the model is loaded.
 fn cap_config(a: &CliArgs) -> Result<Option<CapConfig>, String> {
-    if a.acap_stats && a.cap.acap.is_empty() {
-        return Err("--acap-stats needs --acap AXIS_FILE".into());
+    if a.acap_stats && a.cap.acap.is_empty() && a.h_suppress.h_suppress.is_none() {
+        return Err("--acap-stats needs --acap AXIS_FILE or --h-suppress FILE".into());
     }
     a.cap.config()
 }
@@ -155,7 +155,15 @@ fn install_interrupt(cancel: CancelHandle) -> Arc<Interrupt> {
 fn exit_report(totals: &Totals, session: &Session, a: &CliArgs) -> String {
     let mut r = totals.report();
     if a.acap_stats {
-        r.push_str(&cap_stats_report(session));
+        if session.capping().is_some() {
+            r.push_str(&cap_stats_report(session));
+        }
+        for st in session.h_suppress_stats() {
+            r.push_str(&format!(
+                "h-suppress block {:>3}: {} neurons suppressed, {} rows\n",
+                st.block, st.neurons, st.rows
+            ));
+        }
     }
     r
 }
@@ -227,6 +235,7 @@ fn run(mut a: CliArgs) -> Result<ExitCode, String> {
     };
     let cap = cap_config(&a)?;
     let cv = a.control.control_vector()?;
+    let h_suppress = a.h_suppress.load()?;
 
     let template_file = a
         .chat_template_file
@@ -278,10 +287,20 @@ fn run(mut a: CliArgs) -> Result<ExitCode, String> {
     let mut sp = a.context.session_params(model.info().n_ctx_train)?;
     sp.capping = cap;
     sp.lora = lora_adapters(&model, &a)?;
+    sp.h_suppress = h_suppress;
     let mut session = Session::new(&model, sp).map_err(|e| match e {
         SessionError::Cap(e) => cap_error(&e, Names::FLAGS),
+        SessionError::HSuppress(e) => acap_frontend::HSuppressArgs::fit_error(&e),
         e => e.to_string(),
     })?;
+    if let Some(h) = session.h_suppress() {
+        log::info!(
+            "H-neuron suppression: {} neurons in blocks {:?} ({})",
+            h.suppressed(),
+            h.edited_blocks().collect::<Vec<_>>(),
+            h.origin()
+        );
+    }
     if let Some(cv) = &cv {
         session
             .set_control_vector(Some(cv))

@@ -1842,3 +1842,83 @@ fn lora_adapters_apply_with_their_scale() {
         assert!(!r.ok && r.err.contains(named), "{args:?}: {}", r.err);
     }
 }
+
+#[test]
+fn h_suppress_flag_and_inspect_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    // Half the neurons of every block silenced: enough to change the tiny model's text.
+    let half: Vec<f32> = (0..768)
+        .map(|j| if j % 2 == 0 { 0.0 } else { 1.0 })
+        .collect();
+    let h = acap::HSuppress::from_vectors((0..8).map(|b| (b, half.clone()))).unwrap();
+    h.write_file(p("h.gguf")).unwrap();
+    let base = ["-no-cnv", "-p", PROMPT, "-n", "16", "--no-display-prompt"];
+    let plain = cli(&base, "");
+    let mut args = base.to_vec();
+    let hp = p("h.gguf");
+    args.extend(["--h-suppress", hp.as_str(), "--acap-stats"]);
+    let suppressed = cli(&args, "");
+    assert!(suppressed.ok, "{}", suppressed.err);
+    assert_ne!(suppressed.out, plain.out);
+    // The same as the library with the same file.
+    let m = Model::load(model(), ModelParams::default()).unwrap();
+    let sp = SessionParams::default()
+        .with_threads(1)
+        .with_h_suppress(std::sync::Arc::new(h));
+    let gp = GenerateParams::default()
+        .with_max_tokens(16)
+        .with_sampling(SamplingParams::greedy());
+    let (text, _) = Session::new(&m, sp).unwrap().complete(PROMPT, &gp).unwrap();
+    assert_eq!(suppressed.out, format!("{text}\n"));
+    assert!(
+        suppressed
+            .err
+            .contains("h-suppress block   3: 384 neurons suppressed"),
+        "{}",
+        suppressed.err
+    );
+
+    // Refusals name the flag, the file and the reason; nothing is generated.
+    acap::HSuppress::from_vectors([(2, vec![0.0; 100])])
+        .unwrap()
+        .write_file(p("short.gguf"))
+        .unwrap();
+    let axis = axis(dir.path(), "axis.gguf", &[3], &[], 256);
+    for (file, want) in [
+        (p("short.gguf"), "n_ff = 768"),
+        (axis.clone(), "is not h_suppress.N"),
+        (p("missing.gguf"), "missing.gguf"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(["--h-suppress", file.as_str()]);
+        let r = cli(&args, "");
+        assert!(!r.ok && r.out.is_empty(), "{file}: {}", r.out);
+        assert!(
+            r.err.contains("--h-suppress") && r.err.contains(want),
+            "{file}: {}",
+            r.err
+        );
+    }
+
+    let bin = env!("CARGO_BIN_EXE_acap");
+    let m = model().to_str().unwrap();
+    let r = run_with(bin, &["h-suppress", "inspect", &hp, "-m", m], "");
+    assert!(r.ok, "{}", r.err);
+    assert!(
+        r.out.contains("    3    768         384     384"),
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.contains("total: 3072 neurons suppressed in 8 blocks"),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("fits "), "{}", r.out);
+    let short = p("short.gguf");
+    let r = run_with(bin, &["h-suppress", "inspect", &short, "-m", m], "");
+    assert!(!r.ok && r.err.contains("n_ff = 768"), "{}", r.err);
+    let r = run_with(bin, &["h-suppress", "inspect", &axis], "");
+    assert!(!r.ok && r.err.contains("direction.3"), "{}", r.err);
+}

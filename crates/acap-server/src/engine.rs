@@ -30,6 +30,8 @@ pub struct Job {
     pub params: GenerateParams,
     /// Capping of this request's rows (`None`: uncapped).
     pub plan: Option<CapPlan>,
+    /// Whether the engine's H-neuron suppression applies to this request's rows.
+    pub h_suppress: bool,
     /// Where its events go.
     pub tx: mpsc::UnboundedSender<Msg>,
 }
@@ -133,14 +135,14 @@ pub fn spawn(
             }
             while let Some(slot) = waiting
                 .front()
-                .and_then(|j| engine.free_slot(&j.prompt, j.plan.as_ref()))
+                .and_then(|j| engine.free_slot(&j.prompt, j.plan.as_ref(), j.h_suppress))
             {
                 let job = waiting.pop_front().expect("front exists");
                 m.queued.fetch_sub(1, Ordering::SeqCst);
                 if job.tx.is_closed() {
                     continue; // the client left while queued
                 }
-                match engine.start(slot, &job.prompt, &job.params, job.plan) {
+                match engine.start(slot, &job.prompt, &job.params, job.plan, job.h_suppress) {
                     Ok(()) => owners[slot] = Some(job.tx),
                     Err(e) => {
                         let _ = job.tx.send(Msg::Failed(e.to_string()));

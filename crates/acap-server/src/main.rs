@@ -16,7 +16,8 @@ use std::time::Duration;
 use acap::{BatchEngine, GenerateParams, Model, ModelParams};
 use acap::{ChatTemplate, TemplateChoice};
 use acap_frontend::{
-    CapArgs, ContextArgs, ControlVectorArgs, LoadArgs, Names, SamplingArgs, cap_error,
+    CapArgs, ContextArgs, ControlVectorArgs, HSuppressArgs, LoadArgs, Names, SamplingArgs,
+    cap_error,
 };
 use clap::Parser;
 
@@ -132,6 +133,8 @@ struct Args {
     control: ControlVectorArgs,
     #[command(flatten)]
     cap: CapArgs,
+    #[command(flatten)]
+    h_suppress: HSuppressArgs,
 }
 
 async fn shutdown_signal() {
@@ -221,6 +224,7 @@ fn check_startup(a: &Args) -> Result<(), String> {
 struct Prepared {
     cap: Option<acap::CapConfig>,
     cv: Option<acap::ControlVector>,
+    h_suppress: Option<Arc<acap::HSuppress>>,
     api_keys: Vec<String>,
     template_file: Option<(String, String)>,
     sampling: acap::SamplingParams,
@@ -231,6 +235,7 @@ fn prepare(a: &Args) -> Result<Prepared, String> {
     Ok(Prepared {
         cap: a.cap.config()?,
         cv: a.control.control_vector()?,
+        h_suppress: a.h_suppress.load()?,
         api_keys: api_keys(a)?,
         template_file: match &a.chat_template_file {
             Some(p) => Some((
@@ -251,6 +256,7 @@ fn load(
     let Prepared {
         cap,
         cv,
+        h_suppress,
         api_keys,
         template_file,
         sampling,
@@ -284,8 +290,12 @@ fn load(
         // Validated against the model now: the server never runs uncapped by accident.
         cfg.plan(&model).map_err(|e| cap_error(&e, Names::FLAGS))?;
     }
-    let params = a.context.session_params(model.info().n_ctx_train)?;
-    let mut engine = BatchEngine::new(&model, a.parallel, params).map_err(|e| e.to_string())?;
+    let mut params = a.context.session_params(model.info().n_ctx_train)?;
+    params.h_suppress.clone_from(&h_suppress);
+    let mut engine = BatchEngine::new(&model, a.parallel, params).map_err(|e| match e {
+        acap::SessionError::HSuppress(e) => HSuppressArgs::fit_error(&e),
+        e => e.to_string(),
+    })?;
     if let Some(cv) = &cv {
         engine
             .set_control_vector(Some(cv))
@@ -318,6 +328,7 @@ fn load(
         api_keys,
         defaults,
         capping: cap,
+        h_suppress,
         n_ctx_slot,
         engine: handle,
         next_id: AtomicU64::new(1),

@@ -1090,3 +1090,94 @@ fn chat_page_works_in_a_real_browser() {
     let off = Server::start(&["--no-webui"]);
     assert_eq!(request(off.port, "GET", "/", "", &[]).status, 404);
 }
+
+#[test]
+fn h_suppress_by_default_and_per_request() {
+    let dir = tempfile_dir();
+    let half: Vec<f32> = (0..768)
+        .map(|j| if j % 2 == 0 { 0.0 } else { 1.0 })
+        .collect();
+    let h = acap::HSuppress::from_vectors((0..8).map(|b| (b, half.clone()))).unwrap();
+    let hp = dir.path().join("h.gguf");
+    h.write_file(&hp).unwrap();
+    // The library's greedy texts, with and without the file (flash attention off, as the
+    // server's batch engine runs).
+    let m = acap::Model::load(model(), acap::ModelParams::default()).unwrap();
+    let gp = acap::GenerateParams::default()
+        .with_max_tokens(12)
+        .with_sampling(acap::SamplingParams::greedy());
+    let text = |h: Option<std::sync::Arc<acap::HSuppress>>| {
+        let mut p = acap::SessionParams::default().with_threads(1);
+        p.flash_attention = Some(false);
+        p.h_suppress = h;
+        acap::Session::new(&m, p)
+            .unwrap()
+            .complete("The river", &gp)
+            .unwrap()
+            .0
+    };
+    let (plain, suppressed) = (text(None), text(Some(std::sync::Arc::new(h))));
+    assert_ne!(plain, suppressed);
+
+    let srv = Server::start(&["--h-suppress", hp.to_str().unwrap(), "-np", "2"]);
+    let body = |extra: Value| {
+        let mut b = json!({"prompt": "The river", "temperature": 0, "n_predict": 12});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let r = post(srv.port, "/completion", &body(json!({}))).json();
+    assert_eq!(r["content"], suppressed.as_str(), "{r}");
+    assert_eq!(r["acap"]["applied"]["h_suppress"]["enabled"], true, "{r}");
+    assert_eq!(r["acap"]["applied"]["h_suppress"]["neurons"], 3072, "{r}");
+    let r = post(srv.port, "/completion", &body(json!({"h_suppress": false}))).json();
+    assert_eq!(r["content"], plain.as_str(), "{r}");
+    assert_eq!(r["acap"]["applied"]["h_suppress"]["enabled"], false, "{r}");
+    // Chat requests take the switch too.
+    let on = post(
+        srv.port,
+        "/v1/chat/completions",
+        &chat_body("Hi", json!({})),
+    );
+    let off = post(
+        srv.port,
+        "/v1/chat/completions",
+        &chat_body("Hi", json!({"h_suppress": false})),
+    );
+    assert_eq!(on.status, 200, "{}", on.body);
+    assert_ne!(
+        on.json()["choices"][0]["message"]["content"],
+        off.json()["choices"][0]["message"]["content"]
+    );
+    let props = request(srv.port, "GET", "/props", "", &[]).json();
+    assert_eq!(props["acap"]["h_suppress"]["enabled"], true, "{props}");
+    drop(srv);
+
+    // Without a file, asking for suppression is refused by name.
+    let srv = Server::start(&[]);
+    let r = post(srv.port, "/completion", &body(json!({"h_suppress": true})));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("h_suppress"), "{}", r.body);
+    drop(srv);
+
+    // A file that does not fit the model stops the server at start-up.
+    let short = dir.path().join("short.gguf");
+    acap::HSuppress::from_vectors([(1, vec![0.0; 100])])
+        .unwrap()
+        .write_file(&short)
+        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_acap-server"))
+        .arg("-m")
+        .arg(model())
+        .args(["--port", "0", "--h-suppress"])
+        .arg(&short)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--h-suppress") && err.contains("n_ff = 768"),
+        "{err}"
+    );
+}

@@ -138,6 +138,37 @@ impl CapArgs {
     }
 }
 
+/// H-neuron suppression: `--h-suppress` (spec section 10).
+#[derive(Debug, Clone, Default, Args)]
+pub struct HSuppressArgs {
+    /// H-neuron suppression file (GGUF with F32 `h_suppress.N` tensors of length n_ff).
+    #[arg(long = "h-suppress", value_name = "FNAME")]
+    pub h_suppress: Option<PathBuf>,
+}
+
+impl HSuppressArgs {
+    /// The suppression file, strictly validated (its fit to the model is checked when the
+    /// session or engine is created), or `None` when none was given.
+    ///
+    /// # Errors
+    /// A message naming `--h-suppress`, the file and what is wrong with it.
+    pub fn load(&self) -> Result<Option<std::sync::Arc<acap::HSuppress>>, String> {
+        self.h_suppress
+            .as_ref()
+            .map(|p| {
+                acap::HSuppress::open(p)
+                    .map(std::sync::Arc::new)
+                    .map_err(|e| format!("--h-suppress: {e}"))
+            })
+            .transpose()
+    }
+
+    /// The message of a suppression file that does not fit the model.
+    pub fn fit_error(e: &acap::HSuppressError) -> String {
+        format!("--h-suppress: {e}")
+    }
+}
+
 /// Control vectors: `--control-vector`, `--control-vector-scaled`,
 /// `--control-vector-layer-range`.
 #[derive(Debug, Clone, Default, Args)]

@@ -12,7 +12,8 @@ mod json;
 mod sampling;
 
 pub use capping::{
-    CapArgs, ControlVectorArgs, Names, cap_error, capped_blocks, layer_range, scaled_files,
+    CapArgs, ControlVectorArgs, HSuppressArgs, Names, cap_error, capped_blocks, layer_range,
+    scaled_files,
 };
 pub use context::{ContextArgs, LoadArgs};
 pub use files::{BATCH_LIMIT, TEXT_LIMIT, read_text};

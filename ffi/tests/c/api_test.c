@@ -697,16 +697,68 @@ static void test_session(acap_model *model, acap_axes *axes, const char *axis_no
   acap_session_free(s);
 }
 
+/* H-neuron suppression: strict loading, a fit check against the model, on/off. */
+static void test_h_suppress(acap_model *model, const char *h_path, const char *h_short,
+                            const char *not_h) {
+  acap_h_suppress *h = SENTINEL;
+  EXPECT(ACAP_H_SUPPRESS, acap_h_suppress_load(not_h, &h));
+  CHECK(strstr(acap_last_error_message(), "is not h_suppress.N") != NULL);
+  CHECK(h == SENTINEL);
+  EXPECT(ACAP_NULL_ARGUMENT, acap_h_suppress_load(NULL, &h));
+  EXPECT(ACAP_NULL_ARGUMENT, acap_h_suppress_load(h_path, NULL));
+  OK(acap_h_suppress_load(h_path, &h));
+  CHECK(acap_h_suppress_neurons(h) == 8 * 384);
+  CHECK(acap_h_suppress_neurons(NULL) == 0);
+
+  acap_session_params sp = acap_session_params_default();
+  sp.n_ctx = 256;
+  sp.n_threads = 1;
+  acap_session *s = NULL;
+  OK(acap_session_new(model, &sp, &s));
+  acap_generate_params gp = greedy(16);
+  char *plain = NULL, *suppressed = NULL, *off = NULL;
+  OK(acap_session_complete(s, PROMPT, &gp, &plain, NULL));
+  OK(acap_session_set_h_suppress(s, h));
+  acap_h_suppress_free(h); /* the session keeps its reference */
+  OK(acap_session_complete(s, PROMPT, &gp, &suppressed, NULL));
+  CHECK(strcmp(plain, suppressed) != 0);
+  OK(acap_session_set_h_suppress_enabled(s, false));
+  OK(acap_session_complete(s, PROMPT, &gp, &off, NULL));
+  CHECK(strcmp(plain, off) == 0);
+  OK(acap_session_set_h_suppress_enabled(s, true));
+
+  acap_h_suppress *short_h = NULL;
+  OK(acap_h_suppress_load(h_short, &short_h));
+  EXPECT(ACAP_H_SUPPRESS, acap_session_set_h_suppress(s, short_h));
+  CHECK(strstr(acap_last_error_message(), "h_suppress.1") != NULL);
+  CHECK(strstr(acap_last_error_message(), "n_ff = 768") != NULL);
+  acap_h_suppress_free(short_h);
+  /* The failed call kept the previous suppression. */
+  char *kept = NULL;
+  OK(acap_session_complete(s, PROMPT, &gp, &kept, NULL));
+  CHECK(strcmp(kept, suppressed) == 0);
+  OK(acap_session_set_h_suppress(s, NULL));
+  EXPECT(ACAP_NULL_ARGUMENT, acap_session_set_h_suppress(NULL, NULL));
+  EXPECT(ACAP_NULL_ARGUMENT, acap_session_set_h_suppress_enabled(NULL, true));
+  acap_h_suppress_free(NULL);
+  acap_string_free(plain);
+  acap_string_free(suppressed);
+  acap_string_free(off);
+  acap_string_free(kept);
+  acap_session_free(s);
+}
+
 int main(int argc, char **argv) {
-  if (argc != 9) {
+  if (argc != 11) {
     fprintf(stderr,
             "usage: %s MODEL AXIS AXIS_NO_THRESHOLDS AXIS_WRONG_EMBD NOT_AN_AXIS CONTROL_VECTOR "
-            "CHATML_JINJA BAD_JINJA\n",
+            "CHATML_JINJA BAD_JINJA H_SUPPRESS H_SUPPRESS_SHORT\n",
             argv[0]);
     return 2;
   }
   test_version();
   acap_model *model = test_model(argv[1]);
+  test_h_suppress(model, argv[9], argv[10], argv[2]);
   acap_chat_template *chatml_file = test_templates(model, argv[7], argv[8]);
   acap_axes *axes = test_axes(argv[2], argv[3], argv[4], argv[5]);
   test_session(model, axes, argv[3], argv[4], argv[6], chatml_file); /* frees both */

@@ -97,3 +97,58 @@ pub fn cosine_report(files: &[PathBuf]) -> Result<String, String> {
     }
     Ok(out)
 }
+
+/// `acap h-suppress inspect`: per block, the neurons suppressed and the range of the scales,
+/// the file's metadata, and (with a model) whether the file fits it.
+///
+/// # Errors
+/// A one-line message naming the file and what is wrong with it, or why it does not fit
+/// the model.
+pub fn h_suppress_report(file: &Path, model: Option<&Path>) -> Result<String, String> {
+    let h = acap::HSuppress::open(file).map_err(|e| e.to_string())?;
+    let mut out = format!("{}\n", file.display());
+    let meta = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v}"));
+    out.push_str(&format!(
+        "alpha {}, n_neurons {} (metadata), n_layers {} (metadata)\n",
+        meta(h.alpha()),
+        meta(h.meta_n_neurons()),
+        meta(h.meta_n_layers())
+    ));
+    out.push_str("block   n_ff  suppressed  zeroed        min        max\n");
+    for (block, scales) in h.blocks() {
+        let zeroed = scales.iter().filter(|&&x| x == 0.0).count();
+        let (min, max) = scales
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        out.push_str(&format!(
+            "{block:>5} {:>6} {:>11} {zeroed:>7} {min:>10.4} {max:>10.4}\n",
+            scales.len(),
+            h.suppressed_in(*block),
+        ));
+    }
+    out.push_str(&format!(
+        "total: {} neurons suppressed in {} blocks\n",
+        h.suppressed(),
+        h.edited_blocks().count()
+    ));
+    if let Some(meta) = h.meta_n_neurons() {
+        if meta != h.suppressed() as f64 {
+            out.push_str(&format!(
+                "note: h_suppress.n_neurons says {meta}, the tensors suppress {}\n",
+                h.suppressed()
+            ));
+        }
+    }
+    if let Some(model) = model {
+        let m = load_model(model, 0)?;
+        let params = acap::SessionParams::default()
+            .with_n_ctx(64)
+            .with_threads(1)
+            .with_h_suppress(std::sync::Arc::new(h));
+        acap::Session::new(&m, params).map_err(|e| e.to_string())?;
+        out.push_str(&format!("fits {}\n", model.display()));
+    }
+    Ok(out)
+}

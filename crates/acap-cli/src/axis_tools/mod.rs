@@ -20,7 +20,7 @@ pub use convert::{
     Matrix, read_npy, read_safetensors, run_convert, thresholds_from_stats, vectors_from,
 };
 pub use extract::{CalibrateArgs, ExtractArgs, RunArgs, run_calibrate, run_extract};
-pub use inspect::{cosine_report, projection_report};
+pub use inspect::{cosine_report, h_suppress_report, projection_report};
 
 /// Prompts shorter or longer than this (in characters) are dropped, as the reference did.
 pub const PROMPT_CHARS: std::ops::RangeInclusive<usize> = 20..=2000;

@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: GgufCommand,
     },
+    /// H-neuron suppression file tools (--h-suppress).
+    HSuppress {
+        #[command(subcommand)]
+        command: HSuppressCommand,
+    },
     /// Prints version information (acap, llama.cpp, backends).
     Version,
     /// Throughput uncapped vs capped (pp and tg, interleaved), memory, bandwidth roofline and
@@ -166,6 +171,19 @@ enum AxisCommand {
 }
 
 #[derive(Subcommand)]
+enum HSuppressCommand {
+    /// Per block: neurons suppressed and the scales' range; the file's metadata; with -m,
+    /// whether it fits the model.
+    Inspect {
+        /// The suppression file.
+        file: std::path::PathBuf,
+        /// Check the file against this model (blocks, n_ff, FFN activation).
+        #[arg(short = 'm', long)]
+        model: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum GgufCommand {
     /// Metadata and tensor table, like llama.cpp's gguf-dump.
     Dump {
@@ -242,6 +260,10 @@ fn main() -> ExitCode {
         } => acap::gguf::GgufFile::open(&file)
             .map(|f| acap_cli::out!("{}", acap::gguf::dump(&f, full)))
             .map_err(|e| e.to_string()),
+        Command::HSuppress {
+            command: HSuppressCommand::Inspect { file, model },
+        } => acap_cli::axis_tools::h_suppress_report(&file, model.as_deref())
+            .map(|r| acap_cli::out!("{r}")),
         Command::Version => {
             acap_cli::outln!("{}", acap::version());
             Ok(())

@@ -11,18 +11,51 @@ use super::request::AcapRequest;
 pub struct Capping {
     /// The plan (`None`: uncapped).
     pub plan: Option<acap::CapPlan>,
+    /// Whether the server's H-neuron suppression applies to the request's rows.
+    pub h_suppress: bool,
     /// What the response reports as applied.
     pub applied: Value,
 }
 
-/// Resolves a request's capping against the model.
-pub fn capping(state: &AppState, req: Option<&AcapRequest>) -> Result<Capping, ApiError> {
+/// Resolves a request's capping against the model, and its H-neuron suppression switch
+/// (`"h_suppress"`, default: on when the server has a file).
+pub fn capping(
+    state: &AppState,
+    req: Option<&AcapRequest>,
+    h_suppress: Option<bool>,
+) -> Result<Capping, ApiError> {
+    let mut c = cap_only(state, req)?;
+    c.h_suppress = h_suppress.unwrap_or(state.h_suppress.is_some());
+    match (&state.h_suppress, c.h_suppress) {
+        (None, true) => {
+            return Err(ApiError::bad(
+                "h_suppress",
+                "H-neuron suppression was requested but the server has no file (start it with \
+                 --h-suppress FILE)",
+            ));
+        }
+        (Some(h), true) => {
+            c.applied["h_suppress"] = json!({
+                "enabled": true,
+                "file": h.origin(),
+                "blocks": h.edited_blocks().collect::<Vec<_>>(),
+                "neurons": h.suppressed(),
+            });
+        }
+        (_, false) => c.applied["h_suppress"] = json!({"enabled": false}),
+    }
+    Ok(c)
+}
+
+/// Resolves a request's capping (`acap` object) against the model.
+fn cap_only(state: &AppState, req: Option<&AcapRequest>) -> Result<Capping, ApiError> {
     let default = AcapRequest::default();
     let req = req.unwrap_or(&default);
     let enabled = req.enabled.unwrap_or(state.capping.is_some());
     if !enabled {
         return Ok(Capping {
             plan: None,
+            h_suppress: false,
             applied: json!({"enabled": false}),
         });
     }
@@ -83,6 +116,7 @@ pub fn capping(state: &AppState, req: Option<&AcapRequest>) -> Result<Capping, A
     }
     Ok(Capping {
         plan: Some(plan),
+        h_suppress: false,
         applied,
     })
 }

@@ -53,6 +53,8 @@ pub struct AppState {
     pub defaults: GenerateParams,
     /// Default capping (from `--acap*`), if any.
     pub capping: Option<CapConfig>,
+    /// H-neuron suppression (`--h-suppress`), on for requests unless they switch it off.
+    pub h_suppress: Option<Arc<acap::HSuppress>>,
     /// Tokens of context per slot.
     pub n_ctx_slot: usize,
     /// The engine.
@@ -258,7 +260,7 @@ pub(crate) async fn generation(
     req.check_slot(state.n_slots)?;
     let params = req.generate_params(&state.defaults)?;
     check_sampling(&state, &params)?;
-    let cap = capping::capping(&state, req.acap.as_ref())?;
+    let cap = capping::capping(&state, req.acap.as_ref(), req.h_suppress)?;
     respond(
         &state,
         kind,
@@ -324,7 +326,7 @@ async fn evaluate_inner(
         .map_err(|e| ApiError::bad("prompt", e.to_string()))?;
     count(&state, "evaluate");
     // Always uncapped, whatever the server's defaults.
-    let rx = submit(&state, tokens, params, None)?;
+    let rx = submit(&state, tokens, params, None, state.h_suppress.is_some())?;
     let done = collect(rx).await?;
     let e = parse_evaluation(&done.text, &rubric.dimensions);
     let mut v = acap_frontend::evaluation_json(&e);

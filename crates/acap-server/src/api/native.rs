@@ -129,7 +129,7 @@ pub async fn props(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
     answer((|| {
         authorize(&state, &headers)?;
         // What a request without an `acap` object gets.
-        let capping = super::capping::capping(&state, None).map_or_else(
+        let capping = super::capping::capping(&state, None, None).map_or_else(
             |e| json!({"enabled": true, "error": e.message}),
             |c| c.applied,
         );

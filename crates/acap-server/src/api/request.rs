@@ -94,6 +94,8 @@ pub struct GenerationRequest {
     pub stream: Option<bool>,
     /// Capping for this request.
     pub acap: Option<AcapRequest>,
+    /// H-neuron suppression for this request (default: on when the server has a file).
+    pub h_suppress: Option<bool>,
 }
 
 /// One chat message.

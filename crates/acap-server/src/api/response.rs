@@ -68,6 +68,7 @@ pub fn submit(
     prompt: Vec<acap::Token>,
     params: GenerateParams,
     plan: Option<acap::CapPlan>,
+    h_suppress: bool,
 ) -> Result<mpsc::UnboundedReceiver<Msg>, ApiError> {
     if prompt.len() > state.n_ctx_slot {
         return Err(ApiError::bad(
@@ -86,6 +87,7 @@ pub fn submit(
             prompt,
             params,
             plan,
+            h_suppress,
             tx,
         })
         .map_err(|m| ApiError::status(StatusCode::SERVICE_UNAVAILABLE, m))?;
@@ -259,7 +261,7 @@ pub async fn respond(
     count(state, kind.endpoint());
     // Only llama-server's native response echoes the settings.
     let settings = matches!(kind, Kind::Native).then(|| generation_settings(state, &params));
-    let rx = submit(state, tokens, params, cap.plan)?;
+    let rx = submit(state, tokens, params, cap.plan, cap.h_suppress)?;
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let applied = cap.applied;
     if let Kind::Native = kind {
