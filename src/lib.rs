@@ -13,7 +13,8 @@
 //!
 //! * [`eval`]: the reward evaluator (rubric, grammar, tolerant parser).
 //!
-//! GGUF parsing is native, in [`gguf`] (re-exported `acap-gguf`).
+//! GGUF parsing is native, in [`gguf`] (re-exported `acap-gguf`); PyTorch `.pt` checkpoints
+//! are read without executing anything by [`torch`] (re-exported `acap-torch`).
 
 pub mod axis;
 mod batch;
@@ -36,6 +37,7 @@ mod tokenize;
 mod version;
 
 pub use acap_gguf as gguf;
+pub use acap_torch as torch;
 pub use axis::{
     AxisError, AxisFile, AxisFileError, AxisSet, AxisSetError, AxisWriteError, AxisWriter,
     Threshold, ThresholdError, ThresholdSource, Thresholds,

@@ -16,6 +16,7 @@ mod layers;
 mod llama_model;
 mod llama_session;
 mod thresholds;
+mod torch_pt;
 
 /// Counts heap allocations for `alloc_free` (only while a test asks it to).
 #[global_allocator]

@@ -1244,7 +1244,7 @@ fn axis_convert_round_trips_and_rejects_bad_inputs() {
     std::fs::write(p("model.pt"), b"PK\x03\x04 pickle").unwrap();
     fail(
         &["axis", "convert", &p("model.pt"), "-o", &p("x.gguf")],
-        "PyTorch pickles are not supported",
+        "not a PyTorch zip checkpoint",
     );
     std::fs::write(p("bad.npy"), b"\x93NUMPY\x01\x00\x10\x00{'descr': '<i4'").unwrap();
     fail(
@@ -1921,4 +1921,96 @@ fn h_suppress_flag_and_inspect_tool() {
     assert!(!r.ok && r.err.contains("n_ff = 768"), "{}", r.err);
     let r = run_with(bin, &["h-suppress", "inspect", &axis], "");
     assert!(!r.ok && r.err.contains("direction.3"), "{}", r.err);
+}
+
+#[test]
+fn axis_convert_reads_pytorch_checkpoints_as_the_npy_route_does() {
+    let bin = env!("CARGO_BIN_EXE_acap");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let fx = |n: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/pt")
+            .join(n)
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    // The same axis and thresholds as .npy + stats JSON (what the fixtures hold).
+    let matrix: Vec<f32> = (0..4)
+        .flat_map(|r| (0..8).map(move |c| r as f32 - c as f32 / 8.0))
+        .collect();
+    std::fs::write(p("m.npy"), npy(&[4, 8], &matrix)).unwrap();
+    std::fs::write(
+        p("stats.json"),
+        r#"{"thresholds": {"1": {"tau": -2.5}, "2": {"tau": -4}, "3": {"tau": -1.0}}}"#,
+    )
+    .unwrap();
+    let convert = |input: &str, flag: &str, thr: &str, out: &str| {
+        let r = run_with(bin, &["axis", "convert", input, flag, thr, "-o", out], "");
+        assert!(r.ok, "{input}: {}", r.err);
+        std::fs::read(out).unwrap()
+    };
+    let reference = convert(&p("m.npy"), "--stats", &p("stats.json"), &p("npy.gguf"));
+    for input in [
+        "axis_FloatStorage.pt",
+        "axis_HalfStorage.pt",
+        "axis_strided.pt",
+        "axis_big_endian.pt",
+    ] {
+        let out = convert(
+            &fx(input),
+            "--thresholds",
+            &fx("thresholds.pt"),
+            &p(&format!("{input}.gguf")),
+        );
+        assert_eq!(out, reference, "{input}");
+    }
+    let a = AxisFile::open(p("npy.gguf")).unwrap();
+    assert_eq!(
+        a.directions().keys().copied().collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(a.thresholds()[&2], -4.0);
+    // Refusals name the file and the reason.
+    let r = run_with(
+        bin,
+        &["axis", "convert", &fx("thresholds.pt"), "-o", &p("x.gguf")],
+        "",
+    );
+    assert!(!r.ok && r.err.contains("thresholds.pt"), "{}", r.err);
+    let r = run_with(
+        bin,
+        &[
+            "axis",
+            "convert",
+            &fx("axis_FloatStorage.pt"),
+            "--thresholds",
+            &fx("axis_FloatStorage.pt"),
+            "-o",
+            &p("x.gguf"),
+        ],
+        "",
+    );
+    assert!(
+        !r.ok && r.err.contains("--thresholds") && r.err.contains("expected a dict"),
+        "{}",
+        r.err
+    );
+    let r = run_with(
+        bin,
+        &[
+            "axis",
+            "convert",
+            &fx("axis_FloatStorage.pt"),
+            "--stats",
+            &p("stats.json"),
+            "--thresholds",
+            &fx("thresholds.pt"),
+            "-o",
+            &p("x.gguf"),
+        ],
+        "",
+    );
+    assert!(!r.ok && r.err.contains("not both"), "{}", r.err);
 }

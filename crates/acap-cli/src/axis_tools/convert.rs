@@ -220,17 +220,25 @@ pub fn vectors_from(inputs: &[PathBuf]) -> Result<BTreeMap<u32, Vec<f32>>, Strin
                     add(path, &name, m)?;
                 }
             }
-            "pt" | "pth" | "bin" | "pkl" | "ckpt" => {
-                return Err(bad(
+            // PyTorch zip checkpoints, read without running the pickle (acap::torch).
+            "pt" | "pth" | "bin" | "ckpt" => {
+                let t = acap::torch::load_tensor(path).map_err(|e| e.to_string())?;
+                let name = path
+                    .file_stem()
+                    .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+                add(
                     path,
-                    "PyTorch pickles are not supported (they can run code when loaded): save the \
-                     tensor with numpy.save(...) or safetensors.torch.save_file(...) and convert that",
-                ));
+                    &name,
+                    Matrix {
+                        shape: t.shape,
+                        data: t.data,
+                    },
+                )?;
             }
             _ => {
                 return Err(bad(
                     path,
-                    "unknown input type: expected .npy or .safetensors",
+                    "unknown input type: expected .npy, .safetensors or a PyTorch .pt checkpoint",
                 ));
             }
         }
@@ -281,6 +289,33 @@ pub fn thresholds_from_stats(path: &Path) -> Result<BTreeMap<u32, f32>, String> 
         .collect()
 }
 
+/// Thresholds from a PyTorch checkpoint holding a dict `{layer: tau}` (the users' release
+/// format), values used as they are.
+///
+/// # Errors
+/// A one-line message naming the file and the key or value at fault.
+pub fn thresholds_from_pt(path: &Path) -> Result<BTreeMap<u32, f32>, String> {
+    let d = acap::torch::load_number_dict(path).map_err(|e| format!("--thresholds {e}"))?;
+    d.into_iter()
+        .map(|(k, v)| {
+            let layer = u32::try_from(k).map_err(|_| {
+                bad(
+                    path,
+                    format!("--thresholds: layer {k} is not a block number"),
+                )
+            })?;
+            let tau = v as f32;
+            if !tau.is_finite() {
+                return Err(bad(
+                    path,
+                    format!("--thresholds: layer {k}: {v} does not fit a 32-bit float"),
+                ));
+            }
+            Ok((layer, tau))
+        })
+        .collect()
+}
+
 /// Runs `acap axis convert`.
 ///
 /// # Errors
@@ -288,15 +323,18 @@ pub fn thresholds_from_stats(path: &Path) -> Result<BTreeMap<u32, f32>, String> 
 pub fn run_convert(
     inputs: &[PathBuf],
     stats: Option<&Path>,
+    thresholds_pt: Option<&Path>,
     layers: Option<(i64, i64)>,
     model_hint: Option<&str>,
     output: &Path,
 ) -> Result<(), String> {
     let vectors = vectors_from(inputs)?;
-    let thresholds = stats
-        .map(thresholds_from_stats)
-        .transpose()?
-        .unwrap_or_default();
+    let thresholds = match (stats, thresholds_pt) {
+        (Some(_), Some(_)) => return Err("give either --stats or --thresholds, not both".into()),
+        (Some(s), None) => thresholds_from_stats(s)?,
+        (None, Some(t)) => thresholds_from_pt(t)?,
+        (None, None) => BTreeMap::new(),
+    };
     let keep: Vec<u32> = match layers {
         Some((a, b)) => {
             let max = vectors.keys().max().copied().unwrap_or(0) + 1;

@@ -17,7 +17,8 @@ mod extract;
 mod inspect;
 
 pub use convert::{
-    Matrix, read_npy, read_safetensors, run_convert, thresholds_from_stats, vectors_from,
+    Matrix, read_npy, read_safetensors, run_convert, thresholds_from_pt, thresholds_from_stats,
+    vectors_from,
 };
 pub use extract::{CalibrateArgs, ExtractArgs, RunArgs, run_calibrate, run_extract};
 pub use inspect::{cosine_report, h_suppress_report, projection_report};

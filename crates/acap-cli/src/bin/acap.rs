@@ -150,7 +150,8 @@ enum AxisCommand {
     /// Recomputes an axis's thresholds on a (e.g. quantised) model; prints old and new.
     Calibrate(acap_cli::axis_tools::CalibrateArgs),
     /// Converts vectors from .npy ([n_layers, n_embd] or one vector per file, layer number at
-    /// the end of the name) or .safetensors into an axis GGUF. PyTorch pickles are refused.
+    /// the end of the name), .safetensors or PyTorch .pt checkpoints (read without running
+    /// their pickle) into an axis GGUF.
     Convert {
         /// Input files.
         #[arg(required = true)]
@@ -158,6 +159,9 @@ enum AxisCommand {
         /// Stats JSON with thresholds (thresholds.L.tau, or recalibration_v2.new_thresholds).
         #[arg(long)]
         stats: Option<std::path::PathBuf>,
+        /// PyTorch checkpoint of a dict {layer: tau} (the users' thresholds file).
+        #[arg(long)]
+        thresholds: Option<std::path::PathBuf>,
         /// Layers to write (default: those with thresholds, else all but 0).
         #[arg(long = "layers", num_args = 2, value_names = ["START", "END"])]
         layers: Option<Vec<i64>>,
@@ -244,6 +248,7 @@ fn main() -> ExitCode {
                 AxisCommand::Convert {
                     inputs,
                     stats,
+                    thresholds,
                     layers,
                     model_hint,
                     output,
@@ -251,6 +256,7 @@ fn main() -> ExitCode {
         } => acap_cli::axis_tools::run_convert(
             &inputs,
             stats.as_deref(),
+            thresholds.as_deref(),
             layers.map(|v| (v[v.len() - 2], v[v.len() - 1])),
             model_hint.as_deref(),
             &output,
