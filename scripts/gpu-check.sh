@@ -6,7 +6,8 @@
 #
 #   env.txt          GPU, driver, where cuBLAS 13 was found, acap version
 #   greedy.txt       greedy capped text per model: CPU host loop, GPU graph path, GPU host copies
-#   verdict.txt      "greedy: same" or the differing pairs
+#   verdict.txt      "greedy: same" or the differing pairs (capping, and capping plus H-neuron
+#                    suppression with tests/fixtures/h_suppress_tiny.gguf)
 #   bench.json/.md   acap bench of the 8B-shaped testkit model, all layers offloaded, capped
 #                    (host copies) vs graph path side by side
 #
@@ -53,6 +54,14 @@ for model in "$ACAP_TESTKIT_CACHE"/tiny-*-Q8_0.gguf; do
         "$(basename "$model")" "$cpu" "$graph" "$copies" >> "$OUT/greedy.txt"
     [ "$graph" = "$cpu" ] || verdict="differs ($(basename "$model"): graph vs cpu)"
     [ "$copies" = "$cpu" ] || verdict="differs ($(basename "$model"): host copies vs cpu)"
+    # Both edits: the cap on l_out and the suppression inside the FFN.
+    hs=tests/fixtures/h_suppress_tiny.gguf
+    hcpu=$(ACAP_CAP_PATH=host run -ngl 0 --h-suppress "$hs")
+    hgraph=$(ACAP_CAP_PATH=auto run -ngl 99 --h-suppress "$hs")
+    printf -- '-- h-suppress cpu host loop\n%s\n-- h-suppress gpu graph path\n%s\n' \
+        "$hcpu" "$hgraph" >> "$OUT/greedy.txt"
+    [ "$hgraph" = "$hcpu" ] || verdict="differs ($(basename "$model"): h-suppress graph vs cpu)"
+    [ "$hcpu" != "$cpu" ] || verdict="h-suppress changed nothing ($(basename "$model"))"
 done
 echo "greedy: $verdict" > "$OUT/verdict.txt"
 

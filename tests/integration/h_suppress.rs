@@ -407,3 +407,25 @@ fn files_that_do_not_fit_the_model_are_refused_before_anything_runs() {
     assert_eq!(h.alpha(), Some(0.0));
     assert_eq!(h.meta_n_neurons(), Some(6.0));
 }
+
+/// `tests/fixtures/h_suppress_tiny.gguf`, which `scripts/gpu-check.sh` runs with on a GPU
+/// (half the neurons of every block of the tiny models silenced): kept equal to what
+/// [`HSuppress::to_bytes`] writes (`ACAP_BLESS=1` rewrites it).
+#[test]
+fn gpu_check_fixture_is_current() {
+    let half: Vec<f32> = (0..N_FF)
+        .map(|j| if j % 2 == 0 { 0.0 } else { 1.0 })
+        .collect();
+    let h = HSuppress::from_vectors((0..8).map(|b| (b, half.clone()))).unwrap();
+    let bytes = h.to_bytes().unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h_suppress_tiny.gguf");
+    if std::env::var_os("ACAP_BLESS").is_some() {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "rewrite it with ACAP_BLESS=1 cargo test --test integration gpu_check_fixture"
+    );
+    assert_eq!(HSuppress::open(&path).unwrap().suppressed(), 8 * N_FF / 2);
+}
