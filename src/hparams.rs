@@ -5,6 +5,24 @@
 
 use acap_gguf::{GgufFile, Value};
 
+/// A model's metadata as llama.cpp will see it: the file's, with `--override-kv` values on
+/// top (an override reaches the same assertions as a value in the file).
+pub(crate) struct Metadata<'a> {
+    pub(crate) gguf: &'a GgufFile,
+    pub(crate) overrides: Vec<(String, Value)>,
+}
+
+impl Metadata<'_> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.overrides
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .or_else(|| self.gguf.get(key))
+    }
+}
+
 /// A value llama.cpp would abort on: the key, its value as written, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BadHparam {
@@ -156,7 +174,7 @@ fn shown(v: &Value) -> String {
 ///
 /// # Errors
 /// The first value llama.cpp would abort on.
-pub(crate) fn check(gguf: &GgufFile, arch: &str) -> Result<(), BadHparam> {
+pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
     let bad = |key: &str, v: Option<&Value>, reason: String| BadHparam {
         key: key.to_owned(),
         value: v.map_or_else(|| "missing".to_owned(), shown),
@@ -204,7 +222,7 @@ pub(crate) fn check(gguf: &GgufFile, arch: &str) -> Result<(), BadHparam> {
 
 /// `expert_used_count` (largest over blocks), `expert_group_count`, `expert_group_used_count`
 /// against `expert_count` (llama-model.cpp load_hparams).
-fn check_experts(gguf: &GgufFile, arch: &str) -> Result<(), BadHparam> {
+fn check_experts(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
     let get = |s: &str| {
         let key = format!("{arch}.{s}");
         let v = gguf.get(&key).and_then(ints);
@@ -257,7 +275,7 @@ fn check_experts(gguf: &GgufFile, arch: &str) -> Result<(), BadHparam> {
 
 /// The head size llama.cpp derives (`embedding_length / attention.head_count`) must equal
 /// `attention.key_length`, `attention.value_length` and `rope.dimension_count` where given.
-fn check_head_dims(gguf: &GgufFile, arch: &str) -> Result<(), BadHparam> {
+fn check_head_dims(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
     let one = |s: &str| {
         gguf.get(&format!("{arch}.{s}"))
             .and_then(ints)

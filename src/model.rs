@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use acap_gguf::GgufFile;
+use acap_gguf::{GgufFile, Value};
 use llama_cpp_sys_2 as sys;
 
 use crate::error::LoadError;
@@ -263,7 +263,7 @@ impl Model {
     /// See [`LoadError`]: each variant says what was wrong.
     pub fn load(path: impl AsRef<Path>, params: ModelParams) -> Result<Self, LoadError> {
         let path = path.as_ref();
-        let info = read_info(path)?;
+        let info = read_info(path, &params.overrides)?;
         let c_path =
             CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| LoadError::BadPath {
                 path: path.to_owned(),
@@ -429,11 +429,14 @@ impl ModelInfo {
     /// # Errors
     /// See [`LoadError`]: each variant says what was wrong.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, LoadError> {
-        read_info(path.as_ref())
+        read_info(path.as_ref(), &[])
     }
 }
 
-fn read_info(path: &Path) -> Result<ModelInfo, LoadError> {
+fn read_info(
+    path: &Path,
+    overrides: &[(String, MetadataOverride)],
+) -> Result<ModelInfo, LoadError> {
     let file_size = std::fs::metadata(path)
         .map_err(|source| LoadError::Io {
             path: path.to_owned(),
@@ -458,7 +461,22 @@ fn read_info(path: &Path) -> Result<ModelInfo, LoadError> {
         .get_str("general.architecture")
         .map_err(|e| bad(e.to_string()))?
         .to_owned();
-    crate::hparams::check(&gguf, &architecture).map_err(|h| LoadError::Hyperparameter {
+    let metadata = crate::hparams::Metadata {
+        gguf: &gguf,
+        overrides: overrides
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    MetadataOverride::Int(i) => Value::I64(*i),
+                    MetadataOverride::Float(x) => Value::F64(*x),
+                    MetadataOverride::Bool(b) => Value::Bool(*b),
+                    MetadataOverride::Str(t) => Value::String(t.clone()),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+    };
+    crate::hparams::check(&metadata, &architecture).map_err(|h| LoadError::Hyperparameter {
         path: path.to_owned(),
         key: h.key,
         value: h.value,

@@ -1,6 +1,8 @@
 //! Loading, metadata, tokenisation and errors on the generated tiny model.
 
-use acap::{ChatError, LoadError, Model, ModelParams, PieceDecoder, QuantType, Special};
+use acap::{
+    ChatError, LoadError, MetadataOverride, Model, ModelParams, PieceDecoder, QuantType, Special,
+};
 
 use crate::common::{QUANTS, load};
 
@@ -341,4 +343,42 @@ fn values_llama_cpp_aborts_on_are_refused_by_key() {
     let ok = dir.path().join("ok.gguf");
     acap_testkit::with_metadata(&src, &ok, &[("llama.expert_count", Some(Value::U32(0)))]);
     Model::load(&ok, ModelParams::default()).unwrap();
+    // The same values given as overrides (`--override-kv`) reach the same assertions: they
+    // are checked the same way, before llama.cpp sees them.
+    for (key, value, named) in [
+        (
+            "llama.block_count",
+            MetadataOverride::Int(0),
+            "llama.block_count = 0",
+        ),
+        (
+            "llama.block_count",
+            MetadataOverride::Int(100_000),
+            "100000",
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            MetadataOverride::Float(f64::NAN),
+            "NaN",
+        ),
+        (
+            "llama.expert_used_count",
+            MetadataOverride::Int(2),
+            "expert_used_count = 2",
+        ),
+        (
+            "llama.rope.scaling.type",
+            MetadataOverride::Str("bogus".into()),
+            "'bogus'",
+        ),
+    ] {
+        let e = Model::load(&src, ModelParams::default().with_override(key, value)).unwrap_err();
+        assert!(matches!(e, LoadError::Hyperparameter { .. }), "{key}: {e}");
+        assert!(e.to_string().contains(named), "{key}: {e}");
+    }
+    Model::load(
+        &src,
+        ModelParams::default().with_override("llama.context_length", MetadataOverride::Int(2048)),
+    )
+    .unwrap();
 }
