@@ -16,7 +16,8 @@ use llama_cpp_sys_2 as sys;
 static INIT: Once = Once::new();
 
 thread_local! {
-    /// The last error-level line llama.cpp logged on this thread, to explain a failed call.
+    /// The first error-level line llama.cpp logged on this thread since `clear_last_error`,
+    /// to explain a failed call.
     static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
     /// The level of the previous line, for llama.cpp's "continuation" level.
     static LAST_LEVEL: RefCell<log::Level> = const { RefCell::new(log::Level::Debug) };
@@ -53,7 +54,8 @@ pub(crate) fn ensure() {
     });
 }
 
-/// Takes the last error line llama.cpp logged on this thread, or `fallback`.
+/// Takes the first error line llama.cpp logged on this thread since `clear_last_error` (the
+/// cause, not the generic lines after it), or `fallback`.
 pub(crate) fn take_last_error(fallback: &str) -> String {
     LAST_ERROR
         .with(|e| e.borrow_mut().take())
@@ -96,8 +98,12 @@ unsafe extern "C" fn log_trampoline(
             level
         };
         LAST_LEVEL.with(|l| *l.borrow_mut() = level);
+        // The first error line since `clear_last_error` is the cause; llama.cpp follows it
+        // with generic ones ("failed to load model").
         if level == log::Level::Error && !line.is_empty() {
-            LAST_ERROR.with(|e| *e.borrow_mut() = Some(line.to_owned()));
+            LAST_ERROR.with(|e| {
+                e.borrow_mut().get_or_insert_with(|| line.to_owned());
+            });
         }
         if !line.is_empty() {
             log::log!(target: "llama.cpp", level, "{line}");

@@ -381,4 +381,16 @@ fn values_llama_cpp_aborts_on_are_refused_by_key() {
         ModelParams::default().with_override("llama.context_length", MetadataOverride::Int(2048)),
     )
     .unwrap();
+    // What llama.cpp itself refuses is reported with its cause, which names the key, not
+    // with its last, generic line ("failed to load model").
+    let typed = dir.path().join("typed.gguf");
+    acap_testkit::with_metadata(
+        &src,
+        &typed,
+        &[("tokenizer.ggml.padding_token_id", Some(Value::Bool(true)))],
+    );
+    let e = Model::load(&typed, ModelParams::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tokenizer.ggml.padding_token_id"), "{e}");
 }
