@@ -10,9 +10,12 @@ cd "$(dirname "$0")/.."
 n=${1:-2000}
 out=${2:-target/header-mutations}
 rm -rf "$out" && mkdir -p "$out"
-cargo run -q ${PROFILE:+--profile "$PROFILE"} --example header_mutations -- "$out" "$n" || exit 1
-cargo build -q ${PROFILE:+--profile "$PROFILE"} -p acap-cli --bin acap-cli || exit 1
-bin=target/${PROFILE:-debug}/acap-cli
+# Built as part of the workspace, so features unify as in `cargo test --workspace` and
+# llama.cpp is not built a second time.
+cargo build -q --workspace ${PROFILE:+--profile "$PROFILE"} --bin acap-cli --example header_mutations || exit 1
+dir=target/${PROFILE:-debug}
+"$dir/examples/header_mutations" "$out" "$n" || exit 1
+bin=$dir/acap-cli
 ok=0 refused=0 died=0
 : > "$out/died.txt"
 : > "$out/refused.txt"
