@@ -55,15 +55,18 @@ fn f32_model(zeroed: bool) -> Model {
 /// A tensor to write: name, shape, type, bytes.
 type Tensor<'a> = (&'a str, Vec<u64>, GgmlType, Vec<u8>);
 
-/// A suppression file written to disk with the given tensors.
+/// A suppression file written to disk with the given tensors (a fresh name on every call:
+/// tests run in parallel and may write the same file).
 fn write_file(name: &str, tensors: &[Tensor<'_>]) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut w = GgufWriter::new();
     w.set("h_suppress.alpha", 0.0f32).unwrap();
     w.set("h_suppress.n_neurons", 6u32).unwrap();
     for (n, dims, ty, bytes) in tensors {
         w.add_raw(n, dims, *ty, bytes.clone()).unwrap();
     }
-    let path = tmp().join(name);
+    let path = tmp().join(format!("{call}-{name}"));
     w.write_file(&path).unwrap();
     path
 }
