@@ -42,7 +42,9 @@ pub fn capping(
                 "neurons": h.suppressed(),
             });
         }
-        (_, false) => c.applied["h_suppress"] = json!({"enabled": false}),
+        (Some(_), false) => c.applied["h_suppress"] = json!({"enabled": false}),
+        // A server without a file reports nothing about it (the shape clients saw before).
+        (None, false) => {}
     }
     Ok(c)
 }
