@@ -1,7 +1,9 @@
 //! Aggregate generation throughput of `BatchEngine` with 1, 2, 4 and 8 slots on the same
-//! requests (no HTTP): how far continuous batching scales on this machine.
+//! requests (no HTTP): how far continuous batching scales on this machine, and what
+//! deterministic mode costs. Each slot count runs plain and deterministic alternately,
+//! `ROUNDS` times, so both see the same machine noise; the ratio is of the medians.
 //!
-//! `cargo run --release --example batch_scaling -- [MODEL|small] [REQUESTS] [TOKENS]`
+//! `cargo run --release --example batch_scaling -- [MODEL|small] [REQUESTS] [TOKENS] [N_BATCH] [ROUNDS]`
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -36,38 +38,51 @@ fn main() {
         })
         .collect();
     let n_batch: u32 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(512);
+    let rounds: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(3);
     for slots in [1u32, 2, 4, 8] {
-        let mut e = BatchEngine::new(
-            &model,
-            slots,
-            SessionParams::default()
-                .with_n_ctx(slots * 256)
-                .with_n_batch(n_batch),
-        )
-        .expect("engine");
-        let t = Instant::now();
-        let mut queue: VecDeque<usize> = (0..requests).collect();
-        let mut generated = 0;
-        let mut steps = 0;
-        while !queue.is_empty() || e.is_busy() {
-            while let Some(&r) = queue.front() {
-                let Some(slot) = e.free_slot(&prompts[r], None, true) else {
-                    break;
-                };
-                queue.pop_front();
-                e.start(slot, &prompts[r], &gp, None, true).expect("start");
+        let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..rounds {
+            for (mode, rate) in rates.iter_mut().enumerate() {
+                let params = SessionParams::default()
+                    .with_n_ctx(slots * 256)
+                    .with_n_batch(n_batch)
+                    .with_deterministic(mode == 1);
+                let mut e = BatchEngine::new(&model, slots, params).expect("engine");
+                rate.push(run(&mut e, &prompts, &gp));
             }
-            for (_, ev) in e.step() {
-                if let SlotEvent::Finished(st) = ev {
-                    generated += st.generated_tokens;
-                }
-            }
-            steps += 1;
         }
-        let secs = t.elapsed().as_secs_f64();
+        let [plain, det] = rates.map(median);
         println!(
-            "{slots} slots: {generated} tokens in {secs:.1} s = {:.2} t/s ({steps} steps)",
-            generated as f64 / secs
+            "{slots} slots: plain {plain:.2} t/s, deterministic {det:.2} t/s \
+             (deterministic/plain {:.2}, medians of {rounds})",
+            det / plain
         );
     }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs every prompt through `e`, filling slots as they free up: generated tokens per second.
+fn run(e: &mut BatchEngine, prompts: &[Vec<i32>], gp: &GenerateParams) -> f64 {
+    let t = Instant::now();
+    let mut queue: VecDeque<usize> = (0..prompts.len()).collect();
+    let mut generated = 0;
+    while !queue.is_empty() || e.is_busy() {
+        while let Some(&r) = queue.front() {
+            let Some(slot) = e.free_slot(&prompts[r], None, true) else {
+                break;
+            };
+            queue.pop_front();
+            e.start(slot, &prompts[r], gp, None, true).expect("start");
+        }
+        for (_, ev) in e.step() {
+            if let SlotEvent::Finished(st) = ev {
+                generated += st.generated_tokens;
+            }
+        }
+    }
+    generated as f64 / t.elapsed().as_secs_f64()
 }

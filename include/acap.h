@@ -983,6 +983,15 @@ enum acap_result acap_session_cancel(const struct acap_session *session);
 enum acap_result acap_session_clear(struct acap_session *session);
 
 /**
+ * Switches deterministic mode on (`on` = 1) or off: while on, each call's output is
+ * bit-identical to the same call on a fresh session, whatever the session ran before
+ * (prompts are decoded as whole physical batches from position 0, and a cached prefix is
+ * reused only in such batches). Changing the mode empties the KV cache.
+ * Thread-safety: one call per session at a time (a concurrent one returns `ACAP_BUSY`).
+ */
+enum acap_result acap_session_set_deterministic(struct acap_session *session, bool on);
+
+/**
  * The context size in tokens, to `*n_ctx_out`.
  * Thread-safety: one call per session at a time (a concurrent one returns `ACAP_BUSY`).
  */

@@ -13,7 +13,9 @@ use crate::error::{DecodeError, SessionError};
 use crate::generation::Generation;
 use crate::llama::Context;
 use crate::model::{Model, Token};
-use crate::session::{GenerateParams, GenerationStats, SessionParams, StopReason, common_prefix};
+use crate::session::{
+    CanonicalPrefix, GenerateParams, GenerationStats, SessionParams, StopReason, common_prefix,
+};
 
 /// What a slot reports after a step.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,16 +60,35 @@ struct Slot {
     cached_plan: Option<CapPlan>,
     /// Whether H-neuron suppression was on for the cached keys and values.
     cached_suppressed: bool,
+    /// What deterministic mode may reuse of `cached`.
+    canonical: CanonicalPrefix,
     job: Option<Job>,
 }
 
 impl Slot {
+    fn new(canonical: CanonicalPrefix) -> Self {
+        Self {
+            cached: Vec::new(),
+            cached_plan: None,
+            cached_suppressed: false,
+            canonical,
+            job: None,
+        }
+    }
+
+    /// Tokens of `prompt` whose cached keys and values may be reused.
     fn reusable(&self, prompt: &[Token], plan: Option<&CapPlan>, suppressed: bool) -> usize {
         if self.cached_plan.as_ref() == plan && self.cached_suppressed == suppressed {
-            common_prefix(&self.cached, prompt)
+            self.canonical.reusable(common_prefix(&self.cached, prompt))
         } else {
             0
         }
+    }
+
+    /// Cuts the cached-token list (and what deterministic mode may reuse of it) to `n`.
+    fn forget_from(&mut self, n: usize) {
+        self.cached.truncate(n);
+        self.canonical.truncate(n);
     }
 }
 
@@ -76,12 +97,20 @@ pub struct BatchEngine {
     ctx: Context,
     slots: Vec<Slot>,
     n_ctx_slot: usize,
+    /// In deterministic mode, the slot whose turn it is to decode.
+    turn: usize,
 }
 
 impl BatchEngine {
     /// An engine with `n_slots` slots; `params.n_ctx` is shared equally between them (as
     /// llama-server's `-c` and `-np`). Flash attention is off so a request's text never
     /// depends on which other requests share its batches.
+    ///
+    /// With [`SessionParams::deterministic`], each decode call holds one request's tokens
+    /// (its prompt as whole physical batches from position 0, then one token per call), each
+    /// slot has a cache stream of its own, and a cached prefix is reused only where it was
+    /// computed the same way: a request's output is then bit-identical to the same request
+    /// sent alone to a fresh engine, whatever ran before or beside it.
     ///
     /// # Errors
     /// As [`crate::Session::new`].
@@ -101,10 +130,12 @@ impl BatchEngine {
         // Sequences get separate cache ranges of n_ctx / n_slots cells each.
         let n_ctx_slot = ctx.n_ctx() as usize / n_slots as usize;
         let h_suppress = params.h_suppress.take();
+        let canonical = CanonicalPrefix::new(params.deterministic, ctx.n_ubatch());
         let mut engine = Self {
             ctx,
-            slots: (0..n_slots).map(|_| Slot::default()).collect(),
+            slots: (0..n_slots).map(|_| Slot::new(canonical)).collect(),
             n_ctx_slot,
+            turn: 0,
         };
         if h_suppress.is_some() {
             engine.set_h_suppress(h_suppress)?;
@@ -122,7 +153,7 @@ impl BatchEngine {
         cv: Option<&ControlVector>,
     ) -> Result<(), ControlVectorError> {
         self.ctx.set_control_vector(cv)?;
-        self.slots.iter_mut().for_each(|s| s.cached.clear());
+        self.slots.iter_mut().for_each(|s| s.forget_from(0));
         Ok(())
     }
 
@@ -173,7 +204,7 @@ impl BatchEngine {
             slot.suppress_rows.iter_mut().for_each(|r| *r = 0);
         }
         for (s, slot) in self.slots.iter_mut().enumerate() {
-            slot.cached.clear();
+            slot.forget_from(0);
             self.ctx.seq_rm(s, 0, None);
         }
         Ok(())
@@ -203,6 +234,11 @@ impl BatchEngine {
             cached_tokens: s.cached.len(),
             capped: s.cached_plan.is_some(),
         }
+    }
+
+    /// Whether the engine runs in deterministic mode (see [`Self::new`]).
+    pub fn is_deterministic(&self) -> bool {
+        self.slots.first().is_some_and(|s| s.canonical.is_on())
     }
 
     /// Whether any request is running.
@@ -257,7 +293,7 @@ impl BatchEngine {
         let common = s
             .reusable(prompt, plan.as_ref(), suppressed)
             .min(prompt.len() - 1);
-        s.cached.truncate(common);
+        s.forget_from(common);
         s.cached_plan.clone_from(&plan);
         s.cached_suppressed = suppressed;
         s.job = Some(Job {
@@ -314,7 +350,7 @@ impl BatchEngine {
             for (i, _) in included {
                 let slot = &mut self.slots[i];
                 slot.job = None;
-                slot.cached.clear();
+                slot.forget_from(0);
                 self.ctx.seq_rm(i, 0, None);
                 events.push((i, SlotEvent::Failed(why.clone())));
             }
@@ -326,6 +362,8 @@ impl BatchEngine {
             let Some(job) = slot.job.as_mut() else {
                 continue;
             };
+            slot.canonical
+                .decoded_prompt(slot.cached.len(), job.in_flight.len());
             slot.cached.extend_from_slice(&job.in_flight);
             let Some(row) = out_row else {
                 continue; // more prompt to decode
@@ -361,11 +399,29 @@ impl BatchEngine {
 
     /// Puts every active request's next tokens into the batch, up to one physical batch:
     /// returns `(slot, output row)` for each request included.
+    ///
+    /// In deterministic mode the batch holds one request, the next in turn after the last.
     fn fill_batch(&mut self) -> Vec<(usize, Option<i32>)> {
         let budget = self.ctx.n_ubatch() as usize;
         let mut included = Vec::new();
         self.ctx.clear_batch();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
+        let n = self.slots.len();
+        let order: Vec<usize> = if self.is_deterministic() {
+            let ready = |s: &Slot| {
+                s.job
+                    .as_ref()
+                    .is_some_and(|j| !j.pending.is_empty() || j.next.is_some())
+            };
+            let next = (1..=n)
+                .map(|k| (self.turn + k) % n)
+                .find(|&i| ready(&self.slots[i]));
+            self.turn = next.unwrap_or(self.turn);
+            next.into_iter().collect()
+        } else {
+            (0..n).collect()
+        };
+        for i in order {
+            let slot = &mut self.slots[i];
             let Some(job) = slot.job.as_mut() else {
                 continue;
             };
@@ -374,7 +430,7 @@ impl BatchEngine {
                 break;
             }
             let (tokens, wants_logits): (Vec<Token>, bool) = if !job.pending.is_empty() {
-                let k = job.pending.len().min(left);
+                let k = slot.canonical.chunk(job.pending.len(), left);
                 let t: Vec<Token> = job.pending.drain(..k).collect();
                 (t, job.pending.is_empty())
             } else if let Some(t) = job.next.take() {

@@ -192,6 +192,25 @@ pub unsafe extern "C" fn acap_session_clear(session: *mut acap_session) -> acap_
     })
 }
 
+/// Switches deterministic mode on (`on` = 1) or off: while on, each call's output is
+/// bit-identical to the same call on a fresh session, whatever the session ran before
+/// (prompts are decoded as whole physical batches from position 0, and a cached prefix is
+/// reused only in such batches). Changing the mode empties the KV cache.
+/// Thread-safety: one call per session at a time (a concurrent one returns `ACAP_BUSY`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn acap_session_set_deterministic(
+    session: *mut acap_session,
+    on: bool,
+) -> acap_result {
+    guard("acap_session_set_deterministic", || {
+        // SAFETY: NULL or a live session.
+        unsafe { arg(session, "session") }?
+            .lock()?
+            .set_deterministic(on);
+        Ok(())
+    })
+}
+
 /// The context size in tokens, to `*n_ctx_out`.
 /// Thread-safety: one call per session at a time (a concurrent one returns `ACAP_BUSY`).
 #[unsafe(no_mangle)]

@@ -144,7 +144,10 @@ impl Context {
         cp.n_batch = params.n_batch;
         cp.n_ubatch = params.n_ubatch;
         cp.n_seq_max = params.n_seq_max.max(1);
-        cp.kv_unified = params.n_seq_max > 1;
+        // Deterministic mode gives each sequence a cache stream of its own, so its keys sit
+        // at the cells a fresh run would put them in (attention sums over cells in SIMD
+        // lanes: placement changes the rounding).
+        cp.kv_unified = params.n_seq_max > 1 && !params.deterministic;
         if let Some(on) = params.flash_attention {
             cp.flash_attn_type = if on {
                 sys::LLAMA_FLASH_ATTN_TYPE_ENABLED

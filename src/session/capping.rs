@@ -186,7 +186,7 @@ impl Session {
         cv: Option<&ControlVector>,
     ) -> Result<(), ControlVectorError> {
         self.ctx.set_control_vector(cv)?;
-        self.cached.clear();
+        self.forget_from(0);
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! A session: one llama.cpp context over a model, with its KV cache reused across calls.
 
+mod canonical;
 mod capping;
 mod params;
 mod suppress;
@@ -17,6 +18,7 @@ use crate::llama::Context;
 use crate::model::{Model, Token};
 use crate::tokenize::Special;
 
+pub(crate) use canonical::CanonicalPrefix;
 pub use params::{CacheType, GenerateParams, GenerationStats, SessionParams, StopReason};
 
 /// Raises a session's cancel flag from another thread.
@@ -36,6 +38,8 @@ pub struct Session {
     ctx: Context,
     /// The tokens whose keys and values are in the cache (sequence 0), in order.
     cached: Vec<Token>,
+    /// What deterministic mode may reuse of `cached`.
+    canonical: CanonicalPrefix,
     /// The capping as configured (the resolved plan lives in the context's capping slot).
     cap_config: Option<CapConfig>,
 }
@@ -60,6 +64,7 @@ impl Session {
         let mut session = Self {
             // Reserved up front: decode steps never grow it (no allocation per token).
             cached: Vec::with_capacity(ctx.n_ctx() as usize),
+            canonical: CanonicalPrefix::new(params.deterministic, ctx.n_ubatch()),
             ctx,
             cap_config: None,
         };
@@ -95,7 +100,27 @@ impl Session {
     /// Empties the KV cache.
     pub fn clear(&mut self) {
         self.ctx.clear_memory();
-        self.cached.clear();
+        self.forget_from(0);
+    }
+
+    /// Cuts the cached-token list (and what deterministic mode may reuse of it) to `n`.
+    fn forget_from(&mut self, n: usize) {
+        self.cached.truncate(n);
+        self.canonical.truncate(n);
+    }
+
+    /// Switches deterministic mode (see [`SessionParams::deterministic`]) on or off. Turning
+    /// it on empties the KV cache, since what it holds may have been batched otherwise.
+    pub fn set_deterministic(&mut self, on: bool) {
+        if on != self.canonical.is_on() {
+            self.canonical = CanonicalPrefix::new(on, self.ctx.n_ubatch());
+            self.clear();
+        }
+    }
+
+    /// Whether deterministic mode is on.
+    pub fn is_deterministic(&self) -> bool {
+        self.canonical.is_on()
     }
 
     /// Makes the cache hold exactly `tokens`, reusing the longest common prefix with what is
@@ -115,13 +140,15 @@ impl Session {
                 n_ctx: self.n_ctx(),
             });
         }
-        let common = common_prefix(&self.cached, tokens).min(tokens.len() - 1);
+        let common = self
+            .canonical
+            .reusable(common_prefix(&self.cached, tokens).min(tokens.len() - 1));
         if common < self.cached.len() {
             if !self.ctx.seq_rm(0, common, None) {
                 self.clear();
                 return self.prefill(tokens).map(|_| 0);
             }
-            self.cached.truncate(common);
+            self.forget_from(common);
         }
         self.decode(&tokens[common..])?;
         Ok(common)
@@ -136,7 +163,10 @@ impl Session {
                 n_ctx: self.n_ctx(),
             });
         }
-        let chunks = tokens.chunks(self.ctx.n_batch() as usize);
+        let size = self
+            .canonical
+            .chunk(tokens.len(), self.ctx.n_batch() as usize);
+        let chunks = tokens.chunks(size.max(1));
         let n_chunks = chunks.len();
         for (ci, chunk) in chunks.enumerate() {
             let last_chunk = ci + 1 == n_chunks;
@@ -154,6 +184,8 @@ impl Session {
                     e => e,
                 });
             }
+            self.canonical
+                .decoded_prompt(self.cached.len(), chunk.len());
             self.cached.extend_from_slice(chunk);
         }
         Ok(())
@@ -213,7 +245,7 @@ impl Session {
     /// After a failed decode some ubatches may remain in the cache: trust llama.cpp's view.
     fn resync(&mut self) {
         let max = self.ctx.seq_pos_max(0);
-        self.cached.truncate((max + 1).max(0) as usize);
+        self.forget_from((max + 1).max(0) as usize);
     }
 
     /// Decodes `prompt` (reusing the cache) and generates, calling `on_text` with each piece of

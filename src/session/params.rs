@@ -42,6 +42,13 @@ pub struct SessionParams {
     /// H-neuron suppression to apply from the start (`--h-suppress`; validated against the
     /// model's graph).
     pub h_suppress: Option<std::sync::Arc<crate::HSuppress>>,
+    /// Deterministic mode (`--deterministic`): a request's output is bit-identical to the
+    /// same request run alone on a fresh process, whatever ran before or beside it. Prompts
+    /// are decoded as whole physical batches from position 0, cached keys and values are
+    /// reused only for such batches, and a [`crate::BatchEngine`] decodes one request per
+    /// call with a cache stream of its own. Costs prefix reuse and, with several requests
+    /// at once, batching across them.
+    pub deterministic: bool,
 }
 
 impl Default for SessionParams {
@@ -61,6 +68,7 @@ impl Default for SessionParams {
             cap_path: None,
             lora: Vec::new(),
             h_suppress: None,
+            deterministic: false,
         }
     }
 }
@@ -119,6 +127,13 @@ impl SessionParams {
     #[must_use]
     pub fn with_h_suppress(mut self, h: std::sync::Arc<crate::HSuppress>) -> Self {
         self.h_suppress = Some(h);
+        self
+    }
+
+    /// Turns deterministic mode on or off (see [`SessionParams::deterministic`]).
+    #[must_use]
+    pub fn with_deterministic(mut self, on: bool) -> Self {
+        self.deterministic = on;
         self
     }
 

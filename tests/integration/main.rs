@@ -8,6 +8,7 @@ mod batch;
 mod cap_path;
 mod capping;
 mod common;
+mod deterministic;
 mod eval;
 mod examples;
 mod extract;

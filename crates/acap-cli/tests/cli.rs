@@ -120,6 +120,24 @@ fn conversation_turns_from_stdin_reuse_the_cache() {
         r.out
     );
 
+    // Deterministic mode reuses only the first turn's whole prompt batches (of 16 tokens);
+    // its reply, decoded a token at a time, is decoded again as prompt.
+    let r = cli(
+        &["-n", "8", "-v", "--deterministic", "-b", "16", "-ub", "16"],
+        "Hello there, how are you doing today, my friend?\nTell me a story\n",
+    );
+    assert!(r.ok, "{}", r.err);
+    let turns: Vec<Vec<usize>> = r
+        .err
+        .lines()
+        .filter(|l| l.contains("turn:"))
+        .map(nums)
+        .collect();
+    assert_eq!(turns.len(), 2, "{}", r.err);
+    let (first, second) = (&turns[0], &turns[1]);
+    assert!(first[0] >= 16, "{turns:?}");
+    assert_eq!(second[1], first[0] / 16 * 16, "{turns:?}");
+
     // A trailing backslash continues the turn; /exit ends the session.
     let r = cli(
         &["-n", "4", "-v"],

@@ -302,6 +302,7 @@ fn load(
             .map_err(|e| e.to_string())?;
     }
     let n_ctx_slot = engine.n_ctx_per_slot();
+    let deterministic = engine.is_deterministic();
     let (handle, engine_thread) = engine::spawn(engine, a.queue);
     let defaults = GenerateParams {
         max_tokens: usize::try_from(a.n_predict).ok(),
@@ -330,6 +331,7 @@ fn load(
         capping: cap,
         h_suppress,
         n_ctx_slot,
+        deterministic,
         engine: handle,
         next_id: AtomicU64::new(1),
     });

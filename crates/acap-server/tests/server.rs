@@ -1181,3 +1181,106 @@ fn h_suppress_by_default_and_per_request() {
         "{err}"
     );
 }
+
+/// Sends a streamed request and hangs up after its first bytes (a client that goes away).
+fn hang_up_early(port: u16, path: &str, body: &Value) {
+    let mut body = body.clone();
+    body["stream"] = json!(true);
+    let body = body.to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let _ = s.read(&mut buf);
+}
+
+#[test]
+fn deterministic_replies_do_not_depend_on_history() {
+    let dir = tempfile_dir();
+    let ax = axis(dir.path());
+    // A small batch, so prompts span several batches and shared prefixes end mid-batch.
+    let flags = [
+        "-np",
+        "3",
+        "-c",
+        "1536",
+        "-b",
+        "16",
+        "--deterministic",
+        "--acap",
+        ax.to_str().unwrap(),
+    ];
+    let base = "The lighthouse keeper climbed the stairs every night to watch the sea, and one \
+                evening a small boat appeared near the rocks";
+    let prompts: Vec<String> = (0..6)
+        .map(|i| {
+            let cut = base.len() * (i + 3) / 9;
+            let cut = base[..cut].rfind(' ').unwrap();
+            format!(
+                "{}{}",
+                &base[..cut],
+                [" so", " then", "", " and he", ".", " but"][i]
+            )
+        })
+        .collect();
+    let body = |i: usize| {
+        json!({"prompt": prompts[i], "n_predict": 20, "temperature": 0,
+               "acap": {"enabled": i % 2 == 0}})
+    };
+    let text = |r: Reply| r.json()["content"].as_str().unwrap().to_owned();
+    let alone: Vec<String> = (0..prompts.len())
+        .map(|i| {
+            let fresh = Server::start(&flags);
+            text(post(fresh.port, "/completion", &body(i)))
+        })
+        .collect();
+    let srv = Server::start(&flags);
+    let port = srv.port;
+    assert_eq!(
+        request(port, "GET", "/props", "", &[]).json()["deterministic"],
+        true
+    );
+    // History: overlapping requests with shared prefixes, chat requests, clients that hang up.
+    std::thread::scope(|s| {
+        for i in 0..prompts.len() {
+            let b = body(i);
+            s.spawn(move || {
+                if i % 3 == 1 {
+                    hang_up_early(port, "/completion", &b);
+                } else {
+                    post(port, "/completion", &b);
+                }
+            });
+            s.spawn(move || post(port, "/v1/chat/completions", &chat_body("Hi", json!({}))));
+        }
+    });
+    // Then every prompt again, all at once and beside other traffic.
+    let together: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..prompts.len())
+            .rev()
+            .map(|i| {
+                let b = body(i);
+                s.spawn(move || {
+                    post(port, "/v1/chat/completions", &chat_body(base, json!({})));
+                    (i, text(post(port, "/completion", &b)))
+                })
+            })
+            .collect();
+        let mut out: Vec<(usize, String)> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        out.sort();
+        out.into_iter().map(|(_, t)| t).collect()
+    });
+    for (i, (got, want)) in together.iter().zip(&alone).enumerate() {
+        assert_eq!(
+            got, want,
+            "prompt {i} differs from its reply on a fresh server"
+        );
+    }
+}

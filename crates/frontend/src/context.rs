@@ -48,6 +48,12 @@ pub struct ContextArgs {
     /// Type of the cached values (`-ctv`).
     #[arg(long = "cache-type-v")]
     pub cache_type_v: Option<String>,
+    /// Reproducible results: a request's output is bit-identical to the same request run
+    /// alone on a fresh process, whatever ran before or beside it (prompts decoded as whole
+    /// physical batches from position 0, a cached prefix reused only in such batches, one
+    /// request per decode call). Costs prefix reuse and batching across requests.
+    #[arg(long = "deterministic")]
+    pub deterministic: bool,
 }
 
 /// How the model file is loaded.
@@ -117,6 +123,7 @@ impl Default for ContextArgs {
             flash_attn: None,
             cache_type_k: None,
             cache_type_v: None,
+            deterministic: false,
         }
     }
 }
@@ -165,6 +172,7 @@ impl ContextArgs {
         p.flash_attention = flash;
         p.cache_type_k = type_k;
         p.cache_type_v = type_v;
+        p.deterministic = self.deterministic;
         Ok(p)
     }
 }

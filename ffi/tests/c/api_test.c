@@ -748,6 +748,29 @@ static void test_h_suppress(acap_model *model, const char *h_path, const char *h
   acap_session_free(s);
 }
 
+/* Deterministic mode: a session's second call (its cache reused where that cannot change
+ * the result) gives the same text as the first; switching it on or off is NULL-checked. */
+static void test_deterministic(acap_model *model) {
+  acap_session_params sp = acap_session_params_default();
+  sp.n_ctx = 256;
+  sp.n_batch = 8;
+  sp.n_ubatch = 8;
+  sp.n_threads = 1;
+  acap_session *s = NULL;
+  OK(acap_session_new(model, &sp, &s));
+  OK(acap_session_set_deterministic(s, true));
+  acap_generate_params gp = greedy(16);
+  char *first = NULL, *again = NULL;
+  OK(acap_session_complete(s, PROMPT, &gp, &first, NULL));
+  OK(acap_session_complete(s, PROMPT, &gp, &again, NULL));
+  CHECK(strcmp(first, again) == 0);
+  OK(acap_session_set_deterministic(s, false));
+  EXPECT(ACAP_NULL_ARGUMENT, acap_session_set_deterministic(NULL, true));
+  acap_string_free(first);
+  acap_string_free(again);
+  acap_session_free(s);
+}
+
 int main(int argc, char **argv) {
   if (argc != 11) {
     fprintf(stderr,
@@ -759,6 +782,7 @@ int main(int argc, char **argv) {
   test_version();
   acap_model *model = test_model(argv[1]);
   test_h_suppress(model, argv[9], argv[10], argv[2]);
+  test_deterministic(model);
   acap_chat_template *chatml_file = test_templates(model, argv[7], argv[8]);
   acap_axes *axes = test_axes(argv[2], argv[3], argv[4], argv[5]);
   test_session(model, axes, argv[3], argv[4], argv[6], chatml_file); /* frees both */

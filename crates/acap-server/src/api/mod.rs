@@ -57,6 +57,8 @@ pub struct AppState {
     pub h_suppress: Option<Arc<acap::HSuppress>>,
     /// Tokens of context per slot.
     pub n_ctx_slot: usize,
+    /// Whether the engine runs in deterministic mode (`--deterministic`).
+    pub deterministic: bool,
     /// The engine.
     pub engine: EngineHandle,
     /// Request id counter.

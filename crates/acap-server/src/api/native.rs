@@ -140,6 +140,7 @@ pub async fn props(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
                 "params": generation_settings(&state, &state.defaults),
             },
             "total_slots": state.n_slots,
+            "deterministic": state.deterministic,
             "model_alias": state.model_name,
             "model_path": state.model_path,
             "chat_template": template,
