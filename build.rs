@@ -8,6 +8,8 @@ use std::env;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/llama/shim.cpp");
+    build_shim();
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-env-changed=DEP_LLAMA_GGML_CMAKE_DIR");
 
@@ -56,4 +58,21 @@ fn main() {
         "cargo:rustc-env=ACAP_LLAMA_NATIVE={}",
         value("GGML_NATIVE:")
     );
+}
+
+/// Compiles the exception barrier (`src/llama/shim.cpp`) against the sys crate's installed
+/// `llama.h` (its `OUT_DIR/include`, next to the `lib/cmake` folder it reports).
+fn build_shim() {
+    let include = env::var_os("DEP_LLAMA_GGML_CMAKE_DIR")
+        .map(std::path::PathBuf::from)
+        .and_then(|d| Some(d.parent()?.parent()?.join("include")))
+        .filter(|d| d.join("llama.h").is_file())
+        .expect("llama-cpp-sys-2 did not report where llama.h is installed");
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .include(include)
+        .file("src/llama/shim.cpp")
+        .warnings(true)
+        .compile("acap_llama_shim");
 }

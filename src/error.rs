@@ -109,6 +109,23 @@ pub enum TokenizeError {
         /// The return code.
         code: i32,
     },
+    /// The model has no tokenizer (`tokenizer.ggml.model` is `none` or `no_vocab`).
+    #[error(
+        "the model has no tokenizer (tokenizer.ggml.model is 'none' or 'no_vocab'): text cannot be \
+         turned into tokens or back"
+    )]
+    NoTokenizer,
+    /// llama.cpp threw a C++ exception (caught at acap's barrier), typically because the
+    /// model's vocabulary is inconsistent (a tokenizer type that does not match its tokens).
+    #[error(
+        "llama.cpp's {call} failed: {message} (does tokenizer.ggml.model match the model's tokens?)"
+    )]
+    Exception {
+        /// The llama.cpp function.
+        call: &'static str,
+        /// The exception's message.
+        message: String,
+    },
 }
 
 /// Why decoding (prompt or generation) failed.
@@ -156,6 +173,12 @@ pub enum DecodeError {
     /// Capping cannot be applied to this model's graph.
     #[error(transparent)]
     Cap(crate::cap::CapError),
+    /// `llama_decode` threw a C++ exception (caught at acap's barrier).
+    #[error("llama_decode failed: {message}")]
+    Exception {
+        /// The exception's message.
+        message: String,
+    },
 }
 
 /// Why a sampler chain could not be built.

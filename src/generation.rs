@@ -73,7 +73,12 @@ impl Generation {
             return Ok(Step::stop(StopReason::MaxTokens));
         }
         let model = ctx.model();
-        let token = ctx.sample(&mut self.sampler, row);
+        let token =
+            ctx.sample(&mut self.sampler, row)
+                .map_err(|message| TokenizeError::Exception {
+                    call: "llama_sampler_sample",
+                    message,
+                })?;
         if model.is_eog(token) {
             return Ok(Step::stop(StopReason::EndOfGeneration));
         }

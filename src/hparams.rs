@@ -94,6 +94,149 @@ const RULES: &[Rule] = &[
     },
 ];
 
+/// Keys without the architecture prefix: `(key, rule)`.
+const GLOBAL_RULES: &[(&str, Rule)] = &[(
+    "tokenizer.ggml.model",
+    Rule {
+        suffix: "",
+        required: false,
+        check: Check::OneOf(&[
+            "no_vocab",
+            "none",
+            "llama",
+            "bert",
+            "gpt2",
+            "hybriddna",
+            "whitespace",
+            "t5",
+            "rwkv",
+            "test",
+            "plamo2",
+            "gemma4",
+        ]),
+        source: "llama-vocab.cpp load: throws 'unknown tokenizer' for any other name",
+    },
+)];
+
+/// The pre-tokenizers llama.cpp knows for BPE vocabularies (`tokenizer_pre == "..."` in the
+/// vendored `llama-vocab.cpp`; any other name throws "unknown pre-tokenizer type").
+const PRE_TOKENIZERS: &[&str] = &[
+    "a.x-4.0",
+    "afmoe",
+    "bailingmoe",
+    "bailingmoe2",
+    "bloom",
+    "chameleon",
+    "chatglm-bpe",
+    "codeshell",
+    "cohere2moe",
+    "command-r",
+    "dbrx",
+    "deepseek-coder",
+    "deepseek-llm",
+    "deepseek-r1-qwen",
+    "deepseek-v3",
+    "default",
+    "exaone",
+    "exaone-moe",
+    "exaone4",
+    "f2llmv2",
+    "falcon",
+    "falcon-h1",
+    "falcon3",
+    "gemma4",
+    "gigachat",
+    "glm4",
+    "glm5",
+    "gpt-2",
+    "gpt-4o",
+    "gpt3-finnish",
+    "granite-docling",
+    "granite-embed-multi-311m",
+    "granite-embed-multi-97m",
+    "grok-2",
+    "hunyuan",
+    "hunyuan-dense",
+    "hy_v4",
+    "jais",
+    "jais-2",
+    "jina-de",
+    "jina-es",
+    "jina-v1-en",
+    "jina-v2-code",
+    "jina-v2-de",
+    "jina-v2-es",
+    "jina-v5-nano",
+    "joyai-llm",
+    "kanana2",
+    "kimi-k2",
+    "kormo",
+    "laguna",
+    "lfm2",
+    "llada-moe",
+    "llama-bpe",
+    "llama-v3",
+    "llama3",
+    "llama4",
+    "megrez",
+    "mellum",
+    "mellum2",
+    "midm-2.0",
+    "minerva-7b",
+    "minicpm5",
+    "minimax-m2",
+    "mmbert",
+    "modern-bert",
+    "mpt",
+    "olmo",
+    "phi-2",
+    "pixtral",
+    "poro-chat",
+    "qwen2",
+    "qwen35",
+    "refact",
+    "roberta-bpe",
+    "sarvam-moe",
+    "seed-coder",
+    "smaug-bpe",
+    "smollm",
+    "solar-open",
+    "spark2_5",
+    "stablelm2",
+    "starcoder",
+    "superbpe",
+    "talkie",
+    "tekken",
+    "tiny_aya",
+    "trillion",
+    "ufakzeka",
+    "viking",
+    "whitespace",
+    "youtu",
+];
+
+/// `tokenizer.ggml.pre` of a BPE vocabulary (the only kind that reads it) must be one llama.cpp
+/// knows.
+fn check_pre_tokenizer(gguf: &Metadata<'_>) -> Result<(), BadHparam> {
+    let bpe = gguf
+        .get("tokenizer.ggml.model")
+        .and_then(Value::as_str)
+        .is_some_and(|m| ["gpt2", "hybriddna", "whitespace"].contains(&m));
+    match gguf.get("tokenizer.ggml.pre") {
+        Some(v) if bpe => match v.as_str() {
+            Some(p) if p.is_empty() || PRE_TOKENIZERS.contains(&p) => Ok(()),
+            _ => Err(BadHparam {
+                key: "tokenizer.ggml.pre".into(),
+                value: shown(v),
+                reason: "not a pre-tokenizer llama.cpp knows for BPE vocabularies \
+                         (llama-vocab.cpp throws 'unknown pre-tokenizer type')"
+                    .into(),
+            }),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// Architectures whose graph builder asserts `n_embd_head == n_embd_head_k` and
 /// `n_embd_head == n_rot` (`src/models/llama.cpp`, `qwen2.cpp`, ... in the vendored tree).
 const HEAD_DIM_ARCHS: &[&str] = &[
@@ -180,8 +323,11 @@ pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
         value: v.map_or_else(|| "missing".to_owned(), shown),
         reason,
     };
-    for rule in RULES {
-        let key = format!("{arch}.{}", rule.suffix);
+    let keyed = RULES
+        .iter()
+        .map(|r| (format!("{arch}.{}", r.suffix), r))
+        .chain(GLOBAL_RULES.iter().map(|(k, r)| ((*k).to_owned(), r)));
+    for (key, rule) in keyed {
         let Some(v) = gguf.get(&key) else {
             if rule.required {
                 return Err(bad(
@@ -213,9 +359,11 @@ pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
             ));
         }
     }
+    check_pre_tokenizer(gguf)?;
     check_experts(gguf, arch)?;
     if HEAD_DIM_ARCHS.contains(&arch) {
         check_head_dims(gguf, arch)?;
+        check_shapes(gguf, arch)?;
     }
     Ok(())
 }
@@ -242,7 +390,9 @@ fn check_experts(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
         Err(BadHparam {
             key: key.to_owned(),
             value: value.to_string(),
-            reason: format!("{reason} (llama.cpp asserts it in load_hparams)"),
+            reason: format!(
+                "{reason} ({arch}.expert_count = {n}; llama.cpp asserts it in load_hparams)"
+            ),
         })
     };
     if u > n {
@@ -289,22 +439,140 @@ fn check_head_dims(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
         return Ok(());
     }
     let head = n_embd / n_head;
-    let k = one("attention.key_length").unwrap_or(head);
-    let v = one("attention.value_length").unwrap_or(head);
+    let derived =
+        format!("{arch}.embedding_length {n_embd} / {arch}.attention.head_count {n_head}");
+    let (k, k_from) = match one("attention.key_length") {
+        Some(k) => (k, format!("{arch}.attention.key_length")),
+        None => (head, derived.clone()),
+    };
+    let (v, v_from) = match one("attention.value_length") {
+        Some(v) => (v, format!("{arch}.attention.value_length")),
+        None => (head, derived),
+    };
     let rot = one("rope.dimension_count").unwrap_or(k);
-    for (suffix, value, want) in [
-        ("attention.value_length", v, k),
-        ("rope.dimension_count", rot, v),
+    for (suffix, value, want, from) in [
+        ("attention.value_length", v, k, &k_from),
+        ("rope.dimension_count", rot, v, &v_from),
     ] {
         if value != want {
             return Err(BadHparam {
                 key: format!("{arch}.{suffix}"),
                 value: value.to_string(),
                 reason: format!(
-                    "the {arch} graph needs it equal to the head size {want} (llama.cpp asserts \
-                     n_embd_head == n_embd_head_k and == n_rot in src/models/{arch}.cpp)"
+                    "the {arch} graph needs it equal to the head size {want} (from {from}; \
+                     llama.cpp asserts n_embd_head == n_embd_head_k and == n_rot in \
+                     src/models/{arch}.cpp)"
                 ),
             });
+        }
+    }
+    Ok(())
+}
+
+/// Header values the tensors contradict, for the Llama-like layouts of [`HEAD_DIM_ARCHS`]:
+/// llama.cpp refuses such a file naming only the tensor ("wrong shape", "not found"), not
+/// the key that is wrong.
+fn check_shapes(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
+    let f = gguf.gguf;
+    let dims = |name: &str| {
+        f.tensors()
+            .iter()
+            .find(|t| t.name() == name)
+            .map(|t| t.dims().to_vec())
+    };
+    let all = |s: &str| gguf.get(&format!("{arch}.{s}")).and_then(ints);
+    let one = |s: &str| all(s).and_then(|x| x.first().copied());
+    let contradicts = |suffix: &str, value: i128, what: String| BadHparam {
+        key: format!("{arch}.{suffix}"),
+        value: value.to_string(),
+        reason: format!("the file's tensors say otherwise: {what}"),
+    };
+    let blocks = f
+        .tensors()
+        .iter()
+        .filter_map(|t| {
+            t.name()
+                .strip_prefix("blk.")?
+                .split('.')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .map(|b| i128::from(b) + 1);
+    if let (Some(have), Some(n)) = (blocks, one("block_count"))
+        && have != n
+    {
+        return Err(contradicts(
+            "block_count",
+            n,
+            format!("they are for {have} blocks (blk.0 .. blk.{})", have - 1),
+        ));
+    }
+    let n_embd = one("embedding_length");
+    if let (Some(d), Some(n_embd)) = (dims("token_embd.weight"), n_embd)
+        && d.first().is_some_and(|&d0| i128::from(d0) != n_embd)
+    {
+        return Err(contradicts(
+            "embedding_length",
+            n_embd,
+            format!("token_embd.weight is {d:?}"),
+        ));
+    }
+    let n_blocks = blocks.unwrap_or(0);
+    match all("feed_forward_length") {
+        Some(n_ff) => {
+            for i in 0..n_blocks {
+                let name = format!("blk.{i}.ffn_up.weight");
+                let want = n_ff.get(i as usize).or(n_ff.first()).copied();
+                if let (Some(d), Some(want)) = (dims(&name), want)
+                    && d.get(1).is_some_and(|&d1| i128::from(d1) != want)
+                {
+                    return Err(contradicts(
+                        "feed_forward_length",
+                        want,
+                        format!("{name} is {d:?}"),
+                    ));
+                }
+            }
+        }
+        None if dims("blk.0.ffn_up.weight").is_some() => {
+            return Err(BadHparam {
+                key: format!("{arch}.feed_forward_length"),
+                value: "missing".into(),
+                reason: "required: the blocks have feed-forward tensors".into(),
+            });
+        }
+        None => {}
+    }
+    let (Some(n_embd), Some(n_head)) = (n_embd, one("attention.head_count")) else {
+        if dims("blk.0.attn_q.weight").is_some() && one("attention.head_count").is_none() {
+            return Err(BadHparam {
+                key: format!("{arch}.attention.head_count"),
+                value: "missing".into(),
+                reason: "required: the blocks have attention tensors".into(),
+            });
+        }
+        return Ok(());
+    };
+    if n_head <= 0 {
+        return Ok(());
+    }
+    let head_k = one("attention.key_length").unwrap_or(n_embd / n_head);
+    let n_head_kv = one("attention.head_count_kv").unwrap_or(n_head);
+    for (tensor, suffix, heads) in [
+        ("blk.0.attn_q.weight", "attention.head_count", n_head),
+        ("blk.0.attn_k.weight", "attention.head_count_kv", n_head_kv),
+    ] {
+        if let Some(d) = dims(tensor)
+            && d.get(1)
+                .is_some_and(|&d1| Some(i128::from(d1)) != heads.checked_mul(head_k))
+        {
+            return Err(contradicts(
+                suffix,
+                heads,
+                format!("{tensor} is {d:?}, not {heads} heads of {head_k}"),
+            ));
         }
     }
     Ok(())

@@ -278,6 +278,9 @@ impl Model {
             .use_mmap
             // SAFETY: a pure query.
             .unwrap_or_else(|| unsafe { sys::llama_supports_mmap() });
+        if mmap {
+            check_mmap_alignment(path)?;
+        }
         mp.load_mode = match (mmap, params.use_mlock) {
             (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
             (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
@@ -430,6 +433,36 @@ impl ModelInfo {
     /// See [`LoadError`]: each variant says what was wrong.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, LoadError> {
         read_info(path.as_ref(), &[])
+    }
+}
+
+/// ggml's `TENSOR_ALIGNMENT`: a mapped tensor's data must start at a multiple of it.
+const TENSOR_ALIGNMENT: u64 = 32;
+
+/// With the file mapped, llama.cpp hands each tensor's bytes to ggml in place, and ggml
+/// asserts (aborting the process) that they start on a 32-byte boundary; a file written with
+/// a smaller `general.alignment` puts them elsewhere. Read into memory they are copied to
+/// aligned buffers, so `--no-mmap` loads such a file.
+fn check_mmap_alignment(path: &Path) -> Result<(), LoadError> {
+    let gguf = GgufFile::open(path)?;
+    let base = gguf.data_offset();
+    match gguf
+        .tensors()
+        .iter()
+        .find(|t| (base + t.offset()) % TENSOR_ALIGNMENT != 0)
+    {
+        None => Ok(()),
+        Some(t) => Err(LoadError::Hyperparameter {
+            path: path.to_owned(),
+            key: "general.alignment".into(),
+            value: gguf.alignment().to_string(),
+            reason: format!(
+                "tensor '{}' starts at byte {}, not a multiple of {TENSOR_ALIGNMENT}: mapped, \
+                 llama.cpp asserts it is (load it without mmap: --no-mmap)",
+                t.name(),
+                base + t.offset()
+            ),
+        }),
     }
 }
 

@@ -572,17 +572,32 @@ impl Sampler {
     pub fn accept_prompt(&mut self, tokens: &[Token]) {
         if let Some(p) = self.penalties {
             for &t in tokens {
-                // SAFETY: `p` is owned by the live chain.
-                unsafe { sys::llama_sampler_accept(p.as_ptr(), t) };
+                // SAFETY: `p` is owned by the live chain. A penalty sampler that threw only
+                // misses one prompt token's count; sampling reports its own failures.
+                let _ = unsafe { crate::llama::shim::acap_llama_sampler_accept(p.as_ptr(), t) };
             }
         }
     }
 
     /// Samples from the logits of output row `idx` (-1: the last) of `ctx` and accepts the
     /// token into every sampler's state.
-    pub(crate) fn sample(&mut self, ctx: *mut sys::llama_context, idx: i32) -> Token {
+    ///
+    /// # Errors
+    /// llama.cpp threw (a grammar with no way forward, an inconsistent vocabulary): the
+    /// exception's message.
+    pub(crate) fn sample(
+        &mut self,
+        ctx: *mut sys::llama_context,
+        idx: i32,
+    ) -> Result<Token, String> {
+        use crate::llama::shim;
         // SAFETY: `ctx` is a live context whose last decode produced logits for `idx`;
         // `llama_sampler_sample` also accepts the token into the chain.
-        unsafe { sys::llama_sampler_sample(self.chain.as_ptr(), ctx, idx) }
+        let t = unsafe { shim::acap_llama_sampler_sample(self.chain.as_ptr(), ctx, idx) };
+        // LLAMA_TOKEN_NULL (-1) is what the barrier returns when llama.cpp threw.
+        if t == -1 && !shim::exception().is_empty() {
+            return Err(shim::exception());
+        }
+        Ok(t)
     }
 }

@@ -2,9 +2,8 @@
 
 use std::ffi::c_char;
 
-use llama_cpp_sys_2 as sys;
-
 use crate::error::TokenizeError;
+use crate::llama::shim;
 use crate::model::{Model, Token};
 
 /// Whether to add BOS/EOS and whether special-token text (`<|eot_id|>`) becomes special tokens.
@@ -35,6 +34,7 @@ impl Model {
     /// # Errors
     /// See [`TokenizeError`]: each variant says what was wrong.
     pub fn tokenize(&self, text: &str, special: Special) -> Result<Vec<Token>, TokenizeError> {
+        self.check_tokenizer()?;
         let len =
             i32::try_from(text.len()).map_err(|_| TokenizeError::TooLong { len: text.len() })?;
         // A token covers at least one byte, plus BOS/EOS.
@@ -46,6 +46,12 @@ impl Model {
         } else {
             n
         };
+        if n == shim::THREW {
+            return Err(TokenizeError::Exception {
+                call: "llama_tokenize",
+                message: shim::exception(),
+            });
+        }
         if n < 0 {
             return Err(TokenizeError::Failed { code: n });
         }
@@ -58,7 +64,7 @@ impl Model {
         // SAFETY: `text` is valid for `len` bytes (no NUL terminator needed: the length is
         // passed), `out` is writable for `cap` tokens, and the vocabulary lives with the model.
         unsafe {
-            sys::llama_tokenize(
+            shim::acap_llama_tokenize(
                 self.vocab_ptr(),
                 text.as_ptr().cast::<c_char>(),
                 len,
@@ -70,7 +76,19 @@ impl Model {
         }
     }
 
+    /// A model without a tokenizer (`tokenizer.ggml.model` `none` or `no_vocab`) makes
+    /// llama.cpp's tokenizer calls assert, aborting the process: refused here instead.
+    fn check_tokenizer(&self) -> Result<(), TokenizeError> {
+        // SAFETY: a read-only query on the vocabulary, which lives with the model.
+        let ty = unsafe { llama_cpp_sys_2::llama_vocab_type(self.vocab_ptr()) };
+        if ty == llama_cpp_sys_2::LLAMA_VOCAB_TYPE_NONE {
+            return Err(TokenizeError::NoTokenizer);
+        }
+        Ok(())
+    }
+
     fn check_token(&self, token: Token) -> Result<(), TokenizeError> {
+        self.check_tokenizer()?;
         let n_vocab = self.n_vocab();
         if (0..n_vocab).contains(&token) {
             Ok(())
@@ -95,7 +113,7 @@ impl Model {
             let cap = i32::try_from(buf.len()).unwrap_or(i32::MAX);
             // SAFETY: `buf` is writable for `cap` bytes; the token id was checked.
             let n = unsafe {
-                sys::llama_token_to_piece(
+                shim::acap_llama_token_to_piece(
                     self.vocab_ptr(),
                     token,
                     buf.as_mut_ptr().cast::<c_char>(),
@@ -107,6 +125,12 @@ impl Model {
             if n >= 0 {
                 buf.truncate(n as usize);
                 return Ok(buf);
+            }
+            if n == shim::THREW {
+                return Err(TokenizeError::Exception {
+                    call: "llama_token_to_piece",
+                    message: shim::exception(),
+                });
             }
             buf.resize((-n) as usize, 0);
         }
@@ -133,7 +157,7 @@ impl Model {
             // SAFETY: `tokens` is readable for `n_tokens` ids (all checked), `buf` writable
             // for `cap` bytes.
             let n = unsafe {
-                sys::llama_detokenize(
+                shim::acap_llama_detokenize(
                     self.vocab_ptr(),
                     tokens.as_ptr(),
                     n_tokens,
@@ -147,8 +171,11 @@ impl Model {
                 buf.truncate(n as usize);
                 return Ok(String::from_utf8_lossy(&buf).into_owned());
             }
-            if n == i32::MIN {
-                return Err(TokenizeError::Failed { code: n });
+            if n == shim::THREW {
+                return Err(TokenizeError::Exception {
+                    call: "llama_detokenize",
+                    message: shim::exception(),
+                });
             }
             buf.resize((-n) as usize, 0);
         }

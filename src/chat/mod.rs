@@ -274,7 +274,7 @@ fn llama_render(
         // SAFETY: every string is NUL-terminated and outlives the call (`owned`, `c_tmpl`);
         // `chat` holds `chat.len()` messages; `buf` is writable for `cap` bytes.
         let n = unsafe {
-            sys::llama_chat_apply_template(
+            crate::llama::shim::acap_llama_chat_apply_template(
                 c_tmpl.as_ptr(),
                 chat.as_ptr(),
                 chat.len(),

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use llama_cpp_sys_2 as sys;
 
-use super::backend;
+use super::{backend, shim};
 use crate::cap::hooks::{self, CapSlot, Flags, Hooks};
 use crate::cap::{CAP_PATH_ENV, CapError, CapPath, CapPlan, ControlVector, ControlVectorError};
 use crate::cap::{HSuppress, HSuppressError};
@@ -373,7 +373,7 @@ impl Context {
         let code = backend::quiet_when_stopped(&self.flags.cancel, || {
             // SAFETY: a live context and a batch of `batch_len` entries filled by `push`; the
             // hooks pointer llama.cpp holds is not borrowed during the call.
-            unsafe { sys::llama_decode(ctx, batch) }
+            unsafe { shim::acap_llama_decode(ctx, batch) }
         });
         self.hooks_mut().finish_decode();
         let failure = self.hooks_mut().failure.take();
@@ -384,6 +384,13 @@ impl Context {
         }
         match code {
             0 => {}
+            shim::THREW => {
+                // Part of the batch may be in the cache: as after other failures, the
+                // caller resynchronises with llama.cpp's view of it.
+                return Err(DecodeError::Exception {
+                    message: shim::exception(),
+                });
+            }
             1 => {
                 return Err(DecodeError::ContextFull {
                     needed: self.batch_end,
@@ -544,7 +551,7 @@ impl Context {
     }
 
     /// Samples from output row `idx` (-1: the last) of the last decode.
-    pub(crate) fn sample(&self, sampler: &mut Sampler, idx: i32) -> Token {
+    pub(crate) fn sample(&self, sampler: &mut Sampler, idx: i32) -> Result<Token, String> {
         sampler.sample(self.ctx.as_ptr(), idx)
     }
 

@@ -4,5 +4,6 @@
 
 pub(crate) mod backend;
 mod context;
+pub(crate) mod shim;
 
 pub(crate) use context::Context;

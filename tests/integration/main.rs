@@ -13,6 +13,7 @@ mod eval;
 mod examples;
 mod extract;
 mod h_suppress;
+mod header_corpus;
 mod layers;
 mod llama_model;
 mod llama_session;

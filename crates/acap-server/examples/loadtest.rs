@@ -11,34 +11,18 @@
 //! It starts `acap-server` (from the same target directory) with `-np 8`, capping 7 blocks at
 //! the relative depth of 22..28 of 32 with thresholds every row exceeds (the most work).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
-use acap::AxisWriter;
 use serde_json::{Value, json};
-
-fn arg(args: &[String], flag: &str, default: &str) -> String {
-    args.windows(2)
-        .find(|w| w[0] == flag)
-        .map_or(default.to_owned(), |w| w[1].clone())
-}
+use support::{Server, arg, http};
 
 fn post(port: u16, body: &str) -> (Value, Duration) {
     let t = Instant::now();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        s,
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    let json = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let (_, reply) = http(port, "POST", "/v1/chat/completions", body).expect("request");
     (
-        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {raw}")),
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{e}: {reply}")),
         t.elapsed(),
     )
 }
@@ -63,74 +47,28 @@ fn main() {
         .map(|c| c.parse().expect("--clients"))
         .collect();
     let wanted = arg(&args, "--modes", "uncapped,capped,mixed");
-    let model = if std::path::Path::new(&model_arg).is_file() {
-        std::path::PathBuf::from(&model_arg)
-    } else {
-        let (name, _) = model_arg.split_once(':').unwrap_or((&model_arg, ""));
-        let spec = acap_testkit::ModelSpec::by_name(name).expect("a model file or testkit preset");
-        acap_testkit::model_path(&spec, Some(acap::QuantType::Q8_0)).expect("model")
-    };
+    let model = support::model(&model_arg);
     let info = acap::ModelInfo::read(&model).expect("model header");
     let blocks = acap_frontend::capped_blocks(info.n_layer, None);
     let dir = std::env::temp_dir().join(format!("acap-loadtest-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let axis = dir.join("axis.gguf");
-    let mut w = AxisWriter::new();
-    for l in blocks.clone() {
-        w = w
-            .with_direction(
-                l,
-                acap_testkit::random_vector(u64::from(l), info.n_embd as usize),
-            )
-            .with_threshold(l, -1e30);
-    }
-    w.write_file(&axis).expect("axis");
-    let server = std::env::current_exe()
-        .expect("exe")
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .join("acap-server");
-    let mut child = Command::new(&server)
-        .arg("-m")
-        .arg(&model)
-        .args([
-            "--port",
-            "0",
+    support::write_axis(&axis, blocks.clone(), info.n_embd as usize, -1e30);
+    let ctx = (8 * (tokens + 128)).to_string();
+    let server = Server::start(
+        &model,
+        &[
             "-np",
             "8",
             "-t",
             &threads,
             "-c",
-            &(8 * (tokens + 128)).to_string(),
-        ])
-        .arg("--acap")
-        .arg(&axis)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", server.display()));
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    let port: u16 = loop {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).expect("stderr") > 0,
-            "server exited"
-        );
-        if let Some(rest) = line.split("http://").nth(1) {
-            let addr = rest.split_whitespace().next().expect("addr");
-            break addr
-                .rsplit(':')
-                .next()
-                .expect("port")
-                .parse()
-                .expect("port");
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
+            &ctx,
+            "--acap",
+            axis.to_str().expect("path"),
+        ],
+    );
+    let port = server.port;
     let body = |i: usize, capped: bool| {
         json!({"messages": [{"role": "user", "content": format!("Request {i}: tell me something about the number {i}.")}],
                "max_tokens": tokens, "temperature": 0, "acap": {"enabled": capped}})
@@ -195,8 +133,7 @@ fn main() {
             }
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "acap-server load test: {}, {requests} requests x {tokens} tokens, -np 8, {reps} repetitions interleaved, capped blocks {}..={}\n",

@@ -8,8 +8,17 @@
 
 #![forbid(unsafe_code)]
 
+mod header_mutations;
 mod model;
 mod rng;
+
+pub use header_mutations::{
+    Changes, KEYS as MUTATED_KEYS, describe as describe_changes, header_mutations,
+};
+pub use rng::Rng;
+
+/// The seed of the header-value corpus CI loads (`header_mutations`).
+pub const MUTATION_SEED: u64 = 0x5eed_0020_0003;
 pub mod vocab;
 
 use std::collections::hash_map::DefaultHasher;

@@ -1,8 +1,26 @@
-//! A small seeded generator (SplitMix64): the same seed gives the same model everywhere.
+//! A small seeded generator (SplitMix64): the same seed gives the same model (and the same
+//! test corpus) everywhere.
 
-pub(crate) struct Rng(u64);
+/// A deterministic pseudo-random generator for tests and corpora.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
 
 impl Rng {
+    /// A generator started from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// A number below `n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// One element of `xs` (not empty).
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
+    }
+
     /// A generator for one named tensor, independent of the order tensors are written in.
     pub(crate) fn for_tensor(seed: u64, name: &str) -> Self {
         let mut h = seed ^ 0xcbf2_9ce4_8422_2325;
@@ -12,7 +30,8 @@ impl Rng {
         Self(h)
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

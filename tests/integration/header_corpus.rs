@@ -1,0 +1,173 @@
+//! Issue 20's corpus, in process: 2,000 variants of the tiny model with hostile header
+//! values (fixed seed). None may abort the process (a C program embedding acap would die),
+//! panic or hang; a variant either loads and decodes, or is refused with a message that
+//! names a key the variant changed.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use acap::{GenerateParams, Model, ModelParams, QuantType, SamplingParams, Session, SessionParams};
+
+/// Loads `path` and greedily completes two tokens.
+fn load_and_decode(path: &std::path::Path) -> Result<(), String> {
+    let m = Model::load(path, ModelParams::default()).map_err(|e| e.to_string())?;
+    let params = SessionParams::default()
+        .with_n_ctx(128)
+        .with_n_batch(32)
+        .with_n_ubatch(32)
+        .with_threads(1);
+    let mut s = Session::new(&m, params).map_err(|e| e.to_string())?;
+    let gp = GenerateParams::default()
+        .with_max_tokens(2)
+        .with_sampling(SamplingParams::greedy());
+    s.complete("Hello there", &gp).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// What happened to each variant: ran, or the refusal.
+fn survey(n: usize) -> Vec<(acap_testkit::Changes, Result<(), String>)> {
+    let src = acap_testkit::tiny(QuantType::Q4KM);
+    // In memory where the machine has it: 2,000 copies of a 4 MB model.
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .unwrap();
+    let corpus = acap_testkit::header_mutations(acap_testkit::MUTATION_SEED, n);
+    let (tx, rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        for (i, changes) in corpus.into_iter().enumerate() {
+            let path = dir.path().join(format!("v{i:05}.gguf"));
+            acap_testkit::with_metadata(&src, &path, &changes);
+            if std::env::var_os("ACAP_CORPUS_TRACE").is_some() {
+                eprintln!("variant {i}: {}", acap_testkit::describe_changes(&changes));
+            }
+            let outcome =
+                std::panic::catch_unwind(|| load_and_decode(&path)).unwrap_or_else(|_| {
+                    panic!(
+                        "variant {i} panicked: {}",
+                        acap_testkit::describe_changes(&changes)
+                    )
+                });
+            std::fs::remove_file(&path).unwrap();
+            tx.send(i).unwrap();
+            out.push((changes, outcome));
+        }
+        out
+    });
+    // A hang shows as a variant that takes a minute.
+    let mut last = None;
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(i) => last = Some(i),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("variant {} hangs", last.map_or(0, |i| i + 1))
+            }
+        }
+    }
+    worker.join().expect("survey")
+}
+
+#[test]
+fn hostile_header_values_never_abort_and_every_refusal_names_its_key() {
+    let results = survey(2000);
+    let mut ran = 0;
+    let mut unnamed = Vec::new();
+    for (changes, outcome) in &results {
+        match outcome {
+            Ok(()) => ran += 1,
+            Err(msg) => {
+                if !changes.iter().any(|(k, _)| msg.contains(k)) {
+                    unnamed.push(format!(
+                        "{} -> {msg}",
+                        acap_testkit::describe_changes(changes)
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!(
+        "header corpus: {} variants, {ran} ran, {} refused, {} refusals not naming a changed key",
+        results.len(),
+        results.len() - ran,
+        unnamed.len()
+    );
+    assert!(
+        unnamed.is_empty(),
+        "{} refusals do not name the key at fault, e.g.:\n{}",
+        unnamed.len(),
+        unnamed[..unnamed.len().min(30)].join("\n")
+    );
+    // The corpus exercises both outcomes.
+    assert!(ran > 50 && results.len() - ran > 500, "{ran} ran");
+}
+
+/// The holes the corpus found, one by one.
+#[test]
+fn holes_the_corpus_found_stay_closed() {
+    use acap::gguf::Value;
+    let src = acap_testkit::tiny(QuantType::Q4KM);
+    let dir = tempfile::tempdir().unwrap();
+    let variant = |name: &str, changes: &[(&str, Option<Value>)]| {
+        acap_testkit::with_metadata(&src, &dir.path().join(name), changes)
+    };
+    let refusal = |path: &std::path::Path| load_and_decode(path).unwrap_err();
+
+    // A tokenizer type that does not match the tokens: llama.cpp's tokenizer throws a C++
+    // exception, which must not unwind into Rust (it would abort the process).
+    let spm = variant(
+        "spm.gguf",
+        &[("tokenizer.ggml.model", Some("llama".into()))],
+    );
+    let e = refusal(&spm);
+    assert!(
+        e.contains("llama_tokenize") && e.contains("tokenizer.ggml.model"),
+        "{e}"
+    );
+
+    // No tokenizer at all: llama.cpp asserts in its tokenizer.
+    let none = variant(
+        "none.gguf",
+        &[("tokenizer.ggml.model", Some("none".into()))],
+    );
+    let e = refusal(&none);
+    assert!(
+        e.contains("no tokenizer") && e.contains("tokenizer.ggml.model"),
+        "{e}"
+    );
+
+    // Tensors off ggml's 32-byte alignment: mapped, ggml asserts; read into memory, fine.
+    let packed = variant("packed.gguf", &[("general.alignment", Some(Value::U32(1)))]);
+    let e = refusal(&packed);
+    assert!(
+        e.contains("general.alignment = 1") && e.contains("--no-mmap"),
+        "{e}"
+    );
+    let m = Model::load(&packed, ModelParams::default().with_mmap(false)).unwrap();
+    assert!(m.n_layer() > 0);
+
+    // Shapes the header contradicts name the key, not only the tensor.
+    for (key, value, says) in [
+        ("llama.block_count", Value::U32(9), "they are for 8 blocks"),
+        (
+            "llama.feed_forward_length",
+            Value::U32(7),
+            "blk.0.ffn_up.weight is",
+        ),
+        (
+            "llama.attention.head_count_kv",
+            Value::U32(3),
+            "blk.0.attn_k.weight is",
+        ),
+        ("tokenizer.ggml.model", "bogus".into(), "one of no_vocab"),
+        ("tokenizer.ggml.pre", "llama".into(), "not a pre-tokenizer"),
+    ] {
+        let path = variant("shape.gguf", &[(key, Some(value))]);
+        let e = refusal(&path);
+        assert!(e.contains(key) && e.contains(says), "{key}: {e}");
+    }
+}
