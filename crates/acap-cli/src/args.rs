@@ -270,6 +270,8 @@ model and context:
   -fa, --flash-attn [on|off|auto]        flash attention (default: auto; -fa alone: on)
   -ctk, --cache-type-k TYPE              KV cache key type: f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1 (default: f16)
   -ctv, --cache-type-v TYPE              KV cache value type (default: f16)
+  --deterministic                        bit-identical output to a fresh run: prompts in whole -ub
+                                         batches from position 0, cache reuse only of such batches
   --no-mmap                              read the model into memory instead of mapping it
   --mmap                                 map the model file (default)
   --mlock                                keep the model in RAM
