@@ -519,6 +519,18 @@ fn check_shapes(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
             format!("token_embd.weight is {d:?}"),
         ));
     }
+    let n_vocab = f
+        .get_str_array("tokenizer.ggml.tokens")
+        .map(<[String]>::len);
+    if let (Some(d), Ok(n_vocab)) = (dims("token_embd.weight"), n_vocab)
+        && d.get(1).is_some_and(|&d1| d1 != n_vocab as u64)
+    {
+        return Err(BadHparam {
+            key: "tokenizer.ggml.tokens".into(),
+            value: format!("{n_vocab} tokens"),
+            reason: format!("the file's tensors say otherwise: token_embd.weight is {d:?}"),
+        });
+    }
     let n_blocks = blocks.unwrap_or(0);
     match all("feed_forward_length") {
         Some(n_ff) => {
