@@ -123,12 +123,7 @@ impl GraphCapper {
         slots: &mut [CapSlot],
         rows: BatchRows<'_>,
     ) -> Result<(), String> {
-        if n_rows > self.n_rows_max {
-            return Err(format!(
-                "l_out-{layer} has {n_rows} rows, more than the physical batch ({})",
-                self.n_rows_max
-            ));
-        }
+        self.check_rows(n_rows, || format!("l_out-{layer}"))?;
         let started = std::time::Instant::now();
         self.sync_mask(d, routing, rows);
         let dev = &mut self.devices[d];
@@ -167,6 +162,19 @@ impl GraphCapper {
         }
     }
 
+    /// A tensor (`what`) of `n_rows` rows fits the graphs, which are built for one physical
+    /// batch.
+    fn check_rows(&self, n_rows: usize, what: impl FnOnce() -> String) -> Result<(), String> {
+        if n_rows > self.n_rows_max {
+            return Err(format!(
+                "{} has {n_rows} rows, more than the physical batch ({})",
+                what(),
+                self.n_rows_max
+            ));
+        }
+        Ok(())
+    }
+
     /// Scales `t` (block `layer`'s FFN activation, `n_rows` rows of `n_ff`) on its device
     /// (the index [`Self::device`] returned for it), each row by its slot's vector, and
     /// counts the rows each suppressing slot saw.
@@ -182,13 +190,7 @@ impl GraphCapper {
         slots: &mut [CapSlot],
         rows: BatchRows<'_>,
     ) -> Result<(), String> {
-        if n_rows > self.n_rows_max {
-            return Err(format!(
-                "the FFN activation of block {layer} has {n_rows} rows, more than the physical \
-                 batch ({})",
-                self.n_rows_max
-            ));
-        }
+        self.check_rows(n_rows, || format!("the FFN activation of block {layer}"))?;
         self.sync_mask(d, routing, rows);
         let dev = &mut self.devices[d];
         dev.suppress(

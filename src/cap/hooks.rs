@@ -437,62 +437,74 @@ impl Hooks {
         if n == 0 {
             return Ok(());
         }
-        // SAFETY: a null buffer means plain host memory; otherwise ask the backend.
-        let host = t.buffer.is_null() || unsafe { sys::ggml_backend_buffer_is_host(t.buffer) };
+        let host = is_host(t);
         let cap = self.capping(layer);
-        let on_device = match self.path {
-            CapPath::Auto => !host,
-            CapPath::Host => false,
-            CapPath::Graph => true,
-        };
-        // A tensor outside any buffer (plain host memory) can only be capped by the host loop.
-        if cap && on_device && !t.buffer.is_null() && self.graph_unavailable.is_none() {
-            match self.graph.device(t) {
-                Ok(d) => return self.cap_on_device(t, layer, n, host, d),
-                // Asked for explicitly: the graph path or an error.
-                Err(e) if self.path == CapPath::Graph => return Err(e),
-                // `auto`: the host loop (through copies) still caps; say why, once.
-                Err(e) => {
-                    log::warn!("capping through host copies: {e}");
-                    self.graph_unavailable = Some(e);
-                }
-            }
+        if cap && let Some(d) = self.graph_device(t, host, "capping")? {
+            return self.cap_on_device(t, layer, n, host, d);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
-        let data: &mut [f32] = if host {
-            // SAFETY: a computed, contiguous F32 tensor in host memory holds `n` floats at
-            // `data`; nothing else reads or writes it until this callback returns.
-            unsafe { std::slice::from_raw_parts_mut(t.data.cast::<f32>(), n) }
-        } else {
-            scratch.resize(n, 0.0);
-            // SAFETY: copies the tensor's `4 * n` bytes into a scratch buffer of that size.
-            unsafe { sys::ggml_backend_tensor_get(t, scratch.as_mut_ptr().cast(), 0, n * 4) };
-            &mut scratch
+        // SAFETY: `t` is a computed, contiguous F32 tensor of `n` values (checked above).
+        let capped = unsafe {
+            with_host_rows(t, n, host, &mut scratch, |data| {
+                let capped = if cap { self.cap(layer, data) } else { Ok(()) };
+                if capped.is_ok()
+                    && let Some(obs) = self.observer.as_mut().filter(|o| o.layers[layer])
+                {
+                    (obs.f)(&Observation {
+                        layer: layer as u32,
+                        n_embd: self.n_embd,
+                        rows: data,
+                    });
+                }
+                let changed = cap && capped.is_ok();
+                (capped, changed)
+            })
         };
-        let capped = if cap { self.cap(layer, data) } else { Ok(()) };
-        if capped.is_ok() {
-            if let Some(obs) = self.observer.as_mut().filter(|o| o.layers[layer]) {
-                (obs.f)(&Observation {
-                    layer: layer as u32,
-                    n_embd: self.n_embd,
-                    rows: data,
-                });
-            }
-            if cap && !host {
-                // SAFETY: writes the `4 * n` capped bytes back into the device tensor.
-                unsafe {
-                    sys::ggml_backend_tensor_set(
-                        (t as *const sys::ggml_tensor).cast_mut(),
-                        scratch.as_ptr().cast(),
-                        0,
-                        n * 4,
-                    )
-                };
-            }
-        }
         self.scratch = scratch;
         capped
     }
+}
+
+/// Whether `t`'s data is in host memory (a null buffer means plain host memory).
+fn is_host(t: &sys::ggml_tensor) -> bool {
+    // SAFETY: a non-null buffer of a live tensor; a read-only query.
+    t.buffer.is_null() || unsafe { sys::ggml_backend_buffer_is_host(t.buffer) }
+}
+
+/// Runs `f` on `t`'s `n` floats: in place in host memory, or on a copy in `scratch` written
+/// back to the device when `f` says it changed them.
+///
+/// # Safety
+/// `t` is a computed, contiguous F32 tensor of `n` values that nothing else reads or writes
+/// until the eval callback returns.
+unsafe fn with_host_rows<R>(
+    t: &sys::ggml_tensor,
+    n: usize,
+    host: bool,
+    scratch: &mut Vec<f32>,
+    f: impl FnOnce(&mut [f32]) -> (R, bool),
+) -> R {
+    if host {
+        // SAFETY: per this function's contract, `data` holds `n` floats only we touch now.
+        let data = unsafe { std::slice::from_raw_parts_mut(t.data.cast::<f32>(), n) };
+        return f(data).0;
+    }
+    scratch.resize(n, 0.0);
+    // SAFETY: copies the tensor's `4 * n` bytes into a scratch buffer of that size.
+    unsafe { sys::ggml_backend_tensor_get(t, scratch.as_mut_ptr().cast(), 0, n * 4) };
+    let (out, changed) = f(scratch);
+    if changed {
+        // SAFETY: writes the `4 * n` changed bytes back into the device tensor.
+        unsafe {
+            sys::ggml_backend_tensor_set(
+                (t as *const sys::ggml_tensor).cast_mut(),
+                scratch.as_ptr().cast(),
+                0,
+                n * 4,
+            )
+        };
+    }
+    out
 }
 
 impl Hooks {
@@ -531,81 +543,76 @@ impl Hooks {
         }
         let n_rows = n / n_ff;
         let routing = self.routing(layer, n_rows)?;
-        // SAFETY: a null buffer means plain host memory; otherwise ask the backend.
-        let host = t.buffer.is_null() || unsafe { sys::ggml_backend_buffer_is_host(t.buffer) };
+        let host = is_host(t);
+        if let Some(d) = self.graph_device(t, host, "suppressing")? {
+            let rows = BatchRows {
+                all: &self.rows,
+                out: &self.out_rows,
+            };
+            return self
+                .graph
+                .suppress(d, t, layer, n_ff, n_rows, routing, &mut self.slots, rows);
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let (all, out, slots) = (&self.rows, &self.out_rows, &mut self.slots);
+        // SAFETY: `t` is a computed, contiguous F32 tensor of `n` values (checked above).
+        unsafe {
+            with_host_rows(t, n, host, &mut scratch, |data| {
+                for (row, z) in data.chunks_exact_mut(n_ff).enumerate() {
+                    let slot = match routing {
+                        Routing::One => 0,
+                        Routing::All => all[row] as usize,
+                        Routing::Out => out[row] as usize,
+                    };
+                    let Some(slot) = slots.get_mut(slot) else {
+                        continue;
+                    };
+                    let Some(scales) = slot.active_suppress().and_then(|h| h.scales(layer as u32))
+                    else {
+                        continue;
+                    };
+                    for (x, s) in z.iter_mut().zip(scales) {
+                        *x *= s;
+                    }
+                    slot.suppress_rows[layer] += 1;
+                }
+                ((), true)
+            });
+        }
+        self.scratch = scratch;
+        Ok(())
+    }
+
+    /// The device whose graph edits `t` in place, or `None` for the host loop: by
+    /// `ACAP_CAP_PATH`, with `auto` falling back to host copies (said once) where the graph
+    /// path cannot run. A tensor outside any buffer (plain host memory) always takes the host
+    /// loop.
+    ///
+    /// # Errors
+    /// The graph path was asked for explicitly and cannot run.
+    fn graph_device(
+        &mut self,
+        t: &sys::ggml_tensor,
+        host: bool,
+        what: &str,
+    ) -> Result<Option<usize>, String> {
         let on_device = match self.path {
             CapPath::Auto => !host,
             CapPath::Host => false,
             CapPath::Graph => true,
         };
-        if on_device && !t.buffer.is_null() && self.graph_unavailable.is_none() {
-            match self.graph.device(t) {
-                Ok(d) => {
-                    let rows = BatchRows {
-                        all: &self.rows,
-                        out: &self.out_rows,
-                    };
-                    return self.graph.suppress(
-                        d,
-                        t,
-                        layer,
-                        n_ff,
-                        n_rows,
-                        routing,
-                        &mut self.slots,
-                        rows,
-                    );
-                }
-                Err(e) if self.path == CapPath::Graph => return Err(e),
-                Err(e) => {
-                    log::warn!("suppressing through host copies: {e}");
-                    self.graph_unavailable = Some(e);
-                }
+        if !on_device || t.buffer.is_null() || self.graph_unavailable.is_some() {
+            return Ok(None);
+        }
+        match self.graph.device(t) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if self.path == CapPath::Graph => Err(e),
+            Err(e) => {
+                log::warn!("{what} through host copies: {e}");
+                self.graph_unavailable = Some(e);
+                Ok(None)
             }
         }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let data: &mut [f32] = if host {
-            // SAFETY: a computed, contiguous F32 tensor in host memory holds `n` floats at
-            // `data`; nothing else reads or writes it until this callback returns.
-            unsafe { std::slice::from_raw_parts_mut(t.data.cast::<f32>(), n) }
-        } else {
-            scratch.resize(n, 0.0);
-            // SAFETY: copies the tensor's `4 * n` bytes into a scratch buffer of that size.
-            unsafe { sys::ggml_backend_tensor_get(t, scratch.as_mut_ptr().cast(), 0, n * 4) };
-            &mut scratch
-        };
-        let slot_of = |row: usize| -> usize {
-            match routing {
-                Routing::One => 0,
-                Routing::All => self.rows[row] as usize,
-                Routing::Out => self.out_rows[row] as usize,
-            }
-        };
-        for (row, z) in data.chunks_exact_mut(n_ff).enumerate() {
-            let Some(slot) = self.slots.get_mut(slot_of(row)) else {
-                continue;
-            };
-            let Some(scales) = slot.active_suppress().and_then(|h| h.scales(layer as u32)) else {
-                continue;
-            };
-            for (x, s) in z.iter_mut().zip(scales) {
-                *x *= s;
-            }
-            slot.suppress_rows[layer] += 1;
-        }
-        if !host {
-            // SAFETY: writes the `4 * n` scaled bytes back into the device tensor.
-            unsafe {
-                sys::ggml_backend_tensor_set(
-                    (t as *const sys::ggml_tensor).cast_mut(),
-                    scratch.as_ptr().cast(),
-                    0,
-                    n * 4,
-                )
-            };
-        }
-        self.scratch = scratch;
-        Ok(())
     }
 }
 
