@@ -60,10 +60,15 @@ fn survey(src: std::path::PathBuf, arch: &str, n: usize) -> Vec<(Changes, Result
                 .collect();
             acap_testkit::with_metadata(&src, &path, &refs);
             if std::env::var_os("ACAP_CORPUS_TRACE").is_some() {
-                eprintln!("variant {i}: {}", describe(&changes));
+                eprintln!("variant {i}: {}", acap_testkit::describe_changes(&changes));
             }
-            let outcome = std::panic::catch_unwind(|| load_and_decode(&path))
-                .unwrap_or_else(|_| panic!("variant {i} panicked: {}", describe(&changes)));
+            let outcome =
+                std::panic::catch_unwind(|| load_and_decode(&path)).unwrap_or_else(|_| {
+                    panic!(
+                        "variant {i} panicked: {}",
+                        acap_testkit::describe_changes(&changes)
+                    )
+                });
             std::fs::remove_file(&path).unwrap();
             tx.send(i).unwrap();
             out.push((changes, outcome));
@@ -84,17 +89,6 @@ fn survey(src: std::path::PathBuf, arch: &str, n: usize) -> Vec<(Changes, Result
     worker.join().expect("survey")
 }
 
-fn describe(changes: &Changes) -> String {
-    let parts: Vec<String> = changes
-        .iter()
-        .map(|(k, v)| match v {
-            Some(v) => format!("{k}={v:?}"),
-            None => format!("{k} removed"),
-        })
-        .collect();
-    parts.join(" ")
-}
-
 /// Surveys `n` variants of `src` and checks the outcome: 0 aborts (the test process would
 /// be gone), panics or hangs, and every refusal naming a changed key.
 fn check_corpus(src: std::path::PathBuf, arch: &str, n: usize) {
@@ -106,7 +100,10 @@ fn check_corpus(src: std::path::PathBuf, arch: &str, n: usize) {
             Ok(()) => ran += 1,
             Err(msg) => {
                 if !changes.iter().any(|(k, _)| msg.contains(k.as_str())) {
-                    unnamed.push(format!("{} -> {msg}", describe(changes)));
+                    unnamed.push(format!(
+                        "{} -> {msg}",
+                        acap_testkit::describe_changes(changes)
+                    ));
                 }
             }
         }

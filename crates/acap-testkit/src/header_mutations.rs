@@ -118,12 +118,12 @@ pub fn header_mutations(seed: u64, n: usize) -> Vec<Changes> {
 }
 
 /// `key=value` / `key removed`, space-separated.
-pub fn describe(changes: &Changes) -> String {
+pub fn describe<K: AsRef<str>>(changes: &[(K, Option<Value>)]) -> String {
     let parts: Vec<String> = changes
         .iter()
         .map(|(k, v)| match v {
-            Some(v) => format!("{k}={v:?}"),
-            None => format!("{k} removed"),
+            Some(v) => format!("{}={v:?}", k.as_ref()),
+            None => format!("{} removed", k.as_ref()),
         })
         .collect();
     parts.join(" ")
