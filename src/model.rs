@@ -263,7 +263,11 @@ impl Model {
     /// See [`LoadError`]: each variant says what was wrong.
     pub fn load(path: impl AsRef<Path>, params: ModelParams) -> Result<Self, LoadError> {
         let path = path.as_ref();
-        let info = read_info(path, &params.overrides)?;
+        let mmap = params
+            .use_mmap
+            // SAFETY: a pure query.
+            .unwrap_or_else(|| unsafe { sys::llama_supports_mmap() });
+        let info = read_info(path, &params.overrides, mmap)?;
         let c_path =
             CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| LoadError::BadPath {
                 path: path.to_owned(),
@@ -274,13 +278,6 @@ impl Model {
         let mut mp = unsafe { sys::llama_model_default_params() };
         mp.n_gpu_layers = params.n_gpu_layers;
         mp.use_extra_bufts = !params.no_repack;
-        let mmap = params
-            .use_mmap
-            // SAFETY: a pure query.
-            .unwrap_or_else(|| unsafe { sys::llama_supports_mmap() });
-        if mmap {
-            check_mmap_alignment(path)?;
-        }
         mp.load_mode = match (mmap, params.use_mlock) {
             (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
             (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
@@ -432,7 +429,7 @@ impl ModelInfo {
     /// # Errors
     /// See [`LoadError`]: each variant says what was wrong.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, LoadError> {
-        read_info(path.as_ref(), &[])
+        read_info(path.as_ref(), &[], false)
     }
 }
 
@@ -443,8 +440,7 @@ const TENSOR_ALIGNMENT: u64 = 32;
 /// asserts (aborting the process) that they start on a 32-byte boundary; a file written with
 /// a smaller `general.alignment` puts them elsewhere. Read into memory they are copied to
 /// aligned buffers, so `--no-mmap` loads such a file.
-fn check_mmap_alignment(path: &Path) -> Result<(), LoadError> {
-    let gguf = GgufFile::open(path)?;
+fn check_mmap_alignment(path: &Path, gguf: &GgufFile) -> Result<(), LoadError> {
     let base = gguf.data_offset();
     match gguf
         .tensors()
@@ -466,9 +462,12 @@ fn check_mmap_alignment(path: &Path) -> Result<(), LoadError> {
     }
 }
 
+/// The header's facts, checked as llama.cpp will read the file: with `overrides` on top and,
+/// when `mapped`, its tensors in place.
 fn read_info(
     path: &Path,
     overrides: &[(String, MetadataOverride)],
+    mapped: bool,
 ) -> Result<ModelInfo, LoadError> {
     let file_size = std::fs::metadata(path)
         .map_err(|source| LoadError::Io {
@@ -525,7 +524,7 @@ fn read_info(
         Ok(tokens) => tokens.len() as u32,
         Err(_) => arch_u32("vocab_size")?,
     };
-    Ok(ModelInfo {
+    let info = ModelInfo {
         path: path.to_owned(),
         name: gguf.get_str("general.name").ok().map(str::to_owned),
         n_layer: arch_u32("block_count")?,
@@ -538,5 +537,9 @@ fn read_info(
             .map(str::to_owned),
         file_size,
         architecture,
-    })
+    };
+    if mapped {
+        check_mmap_alignment(path, &gguf)?;
+    }
+    Ok(info)
 }
