@@ -406,7 +406,8 @@ impl BatchEngine {
         let mut included = Vec::new();
         self.ctx.clear_batch();
         let n = self.slots.len();
-        let order: Vec<usize> = if self.is_deterministic() {
+        // Slots `first..first + count` (wrapping): all of them, or the one whose turn it is.
+        let (first, count) = if self.is_deterministic() {
             let ready = |s: &Slot| {
                 s.job
                     .as_ref()
@@ -416,11 +417,11 @@ impl BatchEngine {
                 .map(|k| (self.turn + k) % n)
                 .find(|&i| ready(&self.slots[i]));
             self.turn = next.unwrap_or(self.turn);
-            next.into_iter().collect()
+            (self.turn, usize::from(next.is_some()))
         } else {
-            (0..n).collect()
+            (0, n)
         };
-        for i in order {
+        for i in (first..first + count).map(|i| i % n) {
             let slot = &mut self.slots[i];
             let Some(job) = slot.job.as_mut() else {
                 continue;
