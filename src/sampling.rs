@@ -595,8 +595,11 @@ impl Sampler {
         // `llama_sampler_sample` also accepts the token into the chain.
         let t = unsafe { shim::acap_llama_sampler_sample(self.chain.as_ptr(), ctx, idx) };
         // LLAMA_TOKEN_NULL (-1) is what the barrier returns when llama.cpp threw.
-        if t == -1 && !shim::exception().is_empty() {
-            return Err(shim::exception());
+        if t == -1 {
+            let why = shim::exception();
+            if !why.is_empty() {
+                return Err(why);
+            }
         }
         Ok(t)
     }

@@ -88,7 +88,6 @@ impl Model {
     }
 
     fn check_token(&self, token: Token) -> Result<(), TokenizeError> {
-        self.check_tokenizer()?;
         let n_vocab = self.n_vocab();
         if (0..n_vocab).contains(&token) {
             Ok(())
@@ -107,6 +106,7 @@ impl Model {
         token: Token,
         render_special: bool,
     ) -> Result<Vec<u8>, TokenizeError> {
+        self.check_tokenizer()?;
         self.check_token(token)?;
         let mut buf = vec![0u8; 64];
         loop {
@@ -146,6 +146,7 @@ impl Model {
         tokens: &[Token],
         render_special: bool,
     ) -> Result<String, TokenizeError> {
+        self.check_tokenizer()?;
         for &t in tokens {
             self.check_token(t)?;
         }
