@@ -3,6 +3,8 @@
 //! the assertion it stands in for in the vendored llama.cpp; the table is the one place they
 //! are written.
 
+mod head_asserts;
+
 use acap_gguf::{GgufFile, Value};
 
 /// A model's metadata as llama.cpp will see it: the file's, with `--override-kv` values on
@@ -237,9 +239,10 @@ fn check_pre_tokenizer(gguf: &Metadata<'_>) -> Result<(), BadHparam> {
     }
 }
 
-/// Architectures whose graph builder asserts `n_embd_head == n_embd_head_k` and
-/// `n_embd_head == n_rot` (`src/models/llama.cpp`, `qwen2.cpp`, ... in the vendored tree).
-const HEAD_DIM_ARCHS: &[&str] = &[
+/// Architectures whose tensor layout [`check_shapes`] knows (the Llama-like layouts of the
+/// testkit's models: `attn_q` of `head_count * key_length` rows, `ffn_up` of
+/// `feed_forward_length`). The head-size asserts cover far more: see [`head_asserts`].
+const LLAMA_LAYOUT_ARCHS: &[&str] = &[
     "llama",
     "qwen2",
     "qwen3",
@@ -361,8 +364,13 @@ pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
     }
     check_pre_tokenizer(gguf)?;
     check_experts(gguf, arch)?;
-    if HEAD_DIM_ARCHS.contains(&arch) {
-        check_head_dims(gguf, arch)?;
+    check_head_dims(
+        gguf,
+        arch,
+        head_asserts::VALUE_EQUALS_KEY.contains(&arch),
+        head_asserts::ROPE_EQUALS_VALUE.contains(&arch),
+    )?;
+    if LLAMA_LAYOUT_ARCHS.contains(&arch) {
         check_shapes(gguf, arch)?;
     }
     Ok(())
@@ -423,9 +431,18 @@ fn check_experts(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
     Ok(())
 }
 
-/// The head size llama.cpp derives (`embedding_length / attention.head_count`) must equal
-/// `attention.key_length`, `attention.value_length` and `rope.dimension_count` where given.
-fn check_head_dims(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
+/// The head sizes an architecture's graph builder asserts equal (`value_equals_key`,
+/// `rope_equals_value`: from [`head_asserts`]), with llama.cpp's defaults: key and value
+/// sizes `embedding_length / attention.head_count`, `rope.dimension_count` the key size.
+fn check_head_dims(
+    gguf: &Metadata<'_>,
+    arch: &str,
+    value_equals_key: bool,
+    rope_equals_value: bool,
+) -> Result<(), BadHparam> {
+    if !value_equals_key && !rope_equals_value {
+        return Ok(());
+    }
     let one = |s: &str| {
         gguf.get(&format!("{arch}.{s}"))
             .and_then(ints)
@@ -450,18 +467,31 @@ fn check_head_dims(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
         None => (head, derived),
     };
     let rot = one("rope.dimension_count").unwrap_or(k);
-    for (suffix, value, want, from) in [
-        ("attention.value_length", v, k, &k_from),
-        ("rope.dimension_count", rot, v, &v_from),
+    for (asserted, suffix, value, want, from, assertion) in [
+        (
+            value_equals_key,
+            "attention.value_length",
+            v,
+            k,
+            &k_from,
+            "n_embd_head_v == n_embd_head_k",
+        ),
+        (
+            rope_equals_value,
+            "rope.dimension_count",
+            rot,
+            v,
+            &v_from,
+            "n_embd_head_v == n_rot",
+        ),
     ] {
-        if value != want {
+        if asserted && value != want {
             return Err(BadHparam {
                 key: format!("{arch}.{suffix}"),
                 value: value.to_string(),
                 reason: format!(
                     "the {arch} graph needs it equal to the head size {want} (from {from}; \
-                     llama.cpp asserts n_embd_head == n_embd_head_k and == n_rot in \
-                     src/models/{arch}.cpp)"
+                     llama.cpp asserts {assertion} in its {arch} graph builder)"
                 ),
             });
         }
@@ -469,7 +499,7 @@ fn check_head_dims(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
     Ok(())
 }
 
-/// Header values the tensors contradict, for the Llama-like layouts of [`HEAD_DIM_ARCHS`]:
+/// Header values the tensors contradict, for the Llama-like layouts of [`LLAMA_LAYOUT_ARCHS`]:
 /// llama.cpp refuses such a file naming only the tensor ("wrong shape", "not found"), not
 /// the key that is wrong.
 fn check_shapes(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {

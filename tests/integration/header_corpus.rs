@@ -218,3 +218,74 @@ fn holes_the_corpus_found_stay_closed() {
         assert!(e.contains(key) && e.contains(says), "{key}: {e}");
     }
 }
+
+/// The head-size asserts of architectures the testkit has no model for, from the table
+/// `scripts/hparam-asserts.py` derives from the vendored graph builders: the tiny model's
+/// header moved to such an architecture, with a head size its builder asserts on, is refused
+/// naming the key, before llama.cpp gets to build a graph (where the assertion would abort the
+/// process).
+#[test]
+fn head_size_asserts_of_other_architectures_are_checked_natively() {
+    use acap::gguf::Value;
+    let src = acap_testkit::tiny(QuantType::Q4KM);
+    let f = acap::gguf::GgufFile::open(&src).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The tiny model: embedding 256, 4 heads, so a head size of 64.
+    let moved = |arch: &str, set: &[(&str, Value)]| {
+        let mut changes: Vec<(String, Option<Value>)> = vec![(
+            "general.architecture".to_owned(),
+            Some(Value::from(arch.to_owned())),
+        )];
+        for (k, v) in f.metadata() {
+            if let Some(rest) = k.strip_prefix("llama.") {
+                changes.push((k.clone(), None));
+                let v = set
+                    .iter()
+                    .find(|(s, _)| *s == rest)
+                    .map_or_else(|| v.clone(), |(_, v)| v.clone());
+                changes.push((format!("{arch}.{rest}"), Some(v)));
+            }
+        }
+        for (s, v) in set {
+            let key = format!("{arch}.{s}");
+            if !changes.iter().any(|(k, _)| *k == key) {
+                changes.push((key, Some(v.clone())));
+            }
+        }
+        let refs: Vec<(&str, Option<Value>)> = changes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        acap_testkit::with_metadata(&src, &dir.path().join(format!("{arch}.gguf")), &refs)
+    };
+    for (arch, suffix, value, assertion) in [
+        // Builders asserting both sizes.
+        (
+            "mistral3",
+            "rope.dimension_count",
+            32,
+            "n_embd_head_v == n_rot",
+        ),
+        (
+            "command-r",
+            "attention.value_length",
+            32,
+            "n_embd_head_v == n_embd_head_k",
+        ),
+        // phi2 rotates part of each head: only the key/value sizes are asserted.
+        (
+            "phi2",
+            "attention.value_length",
+            128,
+            "n_embd_head_v == n_embd_head_k",
+        ),
+    ] {
+        let path = moved(arch, &[(suffix, Value::U32(value))]);
+        let e = load_and_decode(&path).unwrap_err();
+        let key = format!("{arch}.{suffix}");
+        assert!(
+            e.contains(&key) && e.contains(assertion) && e.contains("head size 64"),
+            "{arch}: {e}"
+        );
+    }
+}
