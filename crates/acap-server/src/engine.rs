@@ -59,8 +59,11 @@ pub struct Metrics {
     pub capped_rows: Mutex<BTreeMap<u32, (u64, u64)>>,
     /// Each slot's state after the last step (`/slots`).
     pub slots: Mutex<Vec<SlotInfo>>,
-    /// Tokens in all slots' KV caches after the last step.
+    /// Tokens in all slots' KV caches after the last step (prefixes idle slots keep included).
     pub kv_tokens: AtomicUsize,
+    /// Tokens in the KV caches of slots running a request: what a router should read as
+    /// "KV cache in use" (an idle slot's kept prefix is given up whenever a request needs it).
+    pub kv_tokens_running: AtomicUsize,
 }
 
 impl Metrics {
@@ -68,6 +71,14 @@ impl Metrics {
         let infos: Vec<SlotInfo> = (0..engine.n_slots()).map(|i| engine.slot_info(i)).collect();
         self.kv_tokens.store(
             infos.iter().map(|i| i.cached_tokens).sum(),
+            Ordering::Relaxed,
+        );
+        self.kv_tokens_running.store(
+            infos
+                .iter()
+                .filter(|i| i.busy)
+                .map(|i| i.cached_tokens)
+                .sum(),
             Ordering::Relaxed,
         );
         *self.slots.lock().unwrap_or_else(|e| e.into_inner()) = infos;

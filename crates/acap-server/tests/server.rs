@@ -37,21 +37,26 @@ struct Server {
     startup: String,
 }
 
+/// `acap-server -m MODEL --port 0 -t 1 EXTRA..`, its stderr piped.
+fn spawn_server(model: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_acap-server"))
+        .arg("-m")
+        .arg(model)
+        .args(["--port", "0", "-t", "1"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 impl Server {
     fn start(extra: &[&str]) -> Self {
         Self::start_model(model(), extra)
     }
 
     fn start_model(model: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_acap-server"))
-            .arg("-m")
-            .arg(model)
-            .args(["--port", "0", "-t", "1"])
-            .args(extra)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_server(model, extra);
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut startup = String::new();
         let port = loop {
@@ -524,6 +529,135 @@ fn generated_total(port: u16) -> u64 {
         .unwrap_or_else(|| panic!("no acap_generated_tokens_total in {}", m.body))
 }
 
+/// The value of one sample (`name` with its labels) on a `/metrics` page.
+fn sample(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+}
+
+/// Opens a streaming chat request and returns its connection once the reply has begun.
+fn open_stream(port: u16, body: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    s
+}
+
+/// Polls `/metrics` until `ok` holds for the page, for at most 10 s.
+fn metrics_until(port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = request(port, "GET", "/metrics", "", &[]).body;
+        if ok(&page) {
+            return page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never showed on /metrics: {page}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Routers and probes see 503 "Loading model" from the moment the port is open until the
+/// model is loaded. The model here is a named pipe nobody writes to, so loading blocks on
+/// opening it for as long as the test needs.
+#[test]
+fn health_is_503_while_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("model.gguf");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let mut child = spawn_server(&fifo, &[]);
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let port: u16 = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "exited: {seen}");
+        seen += &line;
+        if let Some(port) = line
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+        {
+            break port;
+        }
+    };
+    for path in ["/health", "/v1/health", "/v1/models", "/metrics", "/slots"] {
+        let r = request(port, "GET", path, "", &[]);
+        assert_eq!(r.status, 503, "{path}: {}", r.body);
+        assert!(r.body.contains("Loading model"), "{path}: {}", r.body);
+    }
+    let r = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &chat_body("Hi", json!({})).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// What a router (the Inference Extension's endpoint picker, llm-d) reads off a replica:
+/// queued and running requests and the KV cache running requests hold, live.
+#[test]
+fn router_gauges_follow_running_and_queued_requests() {
+    let srv = Server::start(&["-np", "1", "-c", "2048"]);
+    let port = srv.port;
+    let idle = request(port, "GET", "/metrics", "", &[]).body;
+    assert_eq!(sample(&idle, "vllm:num_requests_running"), 0.0);
+    assert_eq!(sample(&idle, "vllm:num_requests_waiting"), 0.0);
+    assert_eq!(sample(&idle, "vllm:kv_cache_usage_perc"), 0.0);
+    assert_eq!(
+        sample(
+            &idle,
+            "vllm:cache_config_info{block_size=\"1\",num_gpu_blocks=\"2048\"}"
+        ),
+        1.0
+    );
+    // A long reply holds the one slot; a second request waits behind it.
+    let long = chat_body(
+        "Tell me a very long story.",
+        json!({"max_tokens": 1900, "stream": true}),
+    )
+    .to_string();
+    let first = open_stream(port, &long);
+    // The gauges are read between engine steps: the running count moves when a request
+    // starts, its cache usage after the step that decodes its prompt.
+    let busy = metrics_until(port, "a running request holding cache", |p| {
+        sample(p, "vllm:num_requests_running") == 1.0 && sample(p, "vllm:kv_cache_usage_perc") > 0.0
+    });
+    let usage = sample(&busy, "vllm:kv_cache_usage_perc");
+    assert!(usage <= 1.0, "{usage}");
+    let second = open_stream(port, &long);
+    metrics_until(port, "a queued request", |p| {
+        sample(p, "vllm:num_requests_waiting") == 1.0
+            && sample(p, "llamacpp:requests_deferred") == 1.0
+    });
+    drop((first, second));
+    // Both cancelled: nothing runs, and the prefix the idle slot keeps is not "in use" for a
+    // router, though llama-server's ratio still counts it.
+    let after = metrics_until(port, "the slot freed", |p| {
+        sample(p, "vllm:num_requests_running") == 0.0
+            && sample(p, "vllm:num_requests_waiting") == 0.0
+    });
+    assert_eq!(sample(&after, "vllm:kv_cache_usage_perc"), 0.0);
+    assert!(
+        sample(&after, "llamacpp:kv_cache_usage_ratio") > 0.0,
+        "{after}"
+    );
+}
+
 #[test]
 fn queue_limit_gives_503_and_sigterm_exits_cleanly() {
     let srv = Server::start(&["-np", "1", "-c", "1024", "--queue", "1"]);
@@ -795,6 +929,9 @@ fn llama_server_endpoints() {
         "llamacpp:requests_processing",
         "llamacpp:requests_deferred",
         "llamacpp:kv_cache_usage_ratio",
+        "vllm:num_requests_waiting",
+        "vllm:num_requests_running",
+        "vllm:kv_cache_usage_perc",
         "acap_rows_capped_total",
     ] {
         assert!(m.body.contains(name), "{name} missing in {}", m.body);
