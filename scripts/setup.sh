@@ -40,6 +40,11 @@ if ! "$venv/bin/python" -c "import openai" >/dev/null 2>&1; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "openai==$(cat "$root/scripts/openai-version")"
 fi
+# scripts/check-deploy.py reads the deployment files (deploy/) with PyYAML.
+if ! "$venv/bin/python" -c "import yaml" >/dev/null 2>&1; then
+    echo "setup: installing PyYAML into $venv" >&2
+    "$venv/bin/pip" install -q "pyyaml==6.0.3"
+fi
 # The chat page's browser test drives the Debian Chromium with Playwright (its own browser
 # downloads are not used).
 if ! "$venv/bin/python" -c "import playwright" >/dev/null 2>&1; then

@@ -7,6 +7,8 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The API docs build without a warning (broken links, missing docs).
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+# The head-size assertions table (src/hparams/head_asserts.rs) matches the vendored llama.cpp.
+python3 scripts/hparam-asserts.py --check
 # The test-model generator ships in nothing: not in the server or the C library, and in the
 # CLI crate only behind its default `builtin-models` feature (acap demo, bench presets).
 for args in "-p acap-server" "-p acap-ffi" "-p acap-cli --no-default-features"; do
@@ -25,4 +27,7 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 ACAP_CAP_PATH=graph cargo test --workspace --locked --test integration \
     -- capping batch cap_path alloc_free 2>&1 | tee -a "$log"
 ACAP_CAP_PATH=graph cargo test --workspace --locked --test c_api 2>&1 | tee -a "$log"
+# The deployment files (containers, Kubernetes, GPUStack) run command lines this acap-server
+# accepts, on the port they all agree on.
+target/openai-venv/bin/python scripts/check-deploy.py target/debug/acap-server
 awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$log"
