@@ -50,6 +50,24 @@ fn spawn_server(model: &Path, extra: &[&str]) -> Child {
         .unwrap()
 }
 
+/// Reads the server's stderr up to the line with `marker` (followed by `HOST:PORT`): the
+/// port, and everything printed until then.
+fn port_after(err: &mut BufReader<std::process::ChildStderr>, marker: &str) -> (u16, String) {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "server exited before printing {marker:?}: {seen}"
+        );
+        seen += &line;
+        if let Some(rest) = line.split(marker).nth(1) {
+            let addr = rest.split_whitespace().next().unwrap();
+            return (addr.rsplit(':').next().unwrap().parse().unwrap(), seen);
+        }
+    }
+}
+
 impl Server {
     fn start(extra: &[&str]) -> Self {
         Self::start_model(model(), extra)
@@ -58,20 +76,8 @@ impl Server {
     fn start_model(model: &Path, extra: &[&str]) -> Self {
         let mut child = spawn_server(model, extra);
         let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut startup = String::new();
-        let port = loop {
-            let mut line = String::new();
-            assert!(
-                err.read_line(&mut line).unwrap() > 0,
-                "server exited before listening: {startup}"
-            );
-            startup += &line;
-            // "listening on http://.. (loading the model)", then "ready on http://..".
-            if let Some(rest) = line.split("ready on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap();
-                break addr.rsplit(':').next().unwrap().parse().unwrap();
-            }
-        };
+        // "listening on http://.. (loading the model)", then "ready on http://..".
+        let (port, startup) = port_after(&mut err, "ready on http://");
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut sink = String::new();
@@ -490,14 +496,8 @@ fn error_paths() {
     );
     let before = generated_total(port);
     {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let body = story(json!({"stream": true}));
-        write!(
-            s,
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
+        let mut s = open_stream(port, &body, &auth);
         let mut buf = [0u8; 512];
         let n = s.read(&mut buf).unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).contains("200"));
@@ -537,12 +537,17 @@ fn sample(page: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {page}"))
 }
 
-/// Opens a streaming chat request and returns its connection once the reply has begun.
-fn open_stream(port: u16, body: &str) -> TcpStream {
+/// Sends a chat request (with `headers`) and returns the open connection without reading
+/// the reply: dropping it hangs up, mid-stream for a streamed request.
+fn open_stream(port: u16, body: &str, headers: &[(&str, &str)]) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -576,21 +581,7 @@ fn health_is_503_while_the_model_loads() {
     assert!(made.success());
     let mut child = spawn_server(&fifo, &[]);
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let port: u16 = loop {
-        let mut line = String::new();
-        assert!(err.read_line(&mut line).unwrap() > 0, "exited: {seen}");
-        seen += &line;
-        if let Some(port) = line
-            .split("listening on http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-        {
-            break port;
-        }
-    };
+    let (port, _) = port_after(&mut err, "listening on http://");
     for path in ["/health", "/v1/health", "/v1/models", "/metrics", "/slots"] {
         let r = request(port, "GET", path, "", &[]);
         assert_eq!(r.status, 503, "{path}: {}", r.body);
@@ -631,7 +622,7 @@ fn router_gauges_follow_running_and_queued_requests() {
         json!({"max_tokens": 1900, "stream": true}),
     )
     .to_string();
-    let first = open_stream(port, &long);
+    let first = open_stream(port, &long, &[]);
     // The gauges are read between engine steps: the running count moves when a request
     // starts, its cache usage after the step that decodes its prompt.
     let busy = metrics_until(port, "a running request holding cache", |p| {
@@ -639,7 +630,7 @@ fn router_gauges_follow_running_and_queued_requests() {
     });
     let usage = sample(&busy, "vllm:kv_cache_usage_perc");
     assert!(usage <= 1.0, "{usage}");
-    let second = open_stream(port, &long);
+    let second = open_stream(port, &long, &[]);
     metrics_until(port, "a queued request", |p| {
         sample(p, "vllm:num_requests_waiting") == 1.0
             && sample(p, "llamacpp:requests_deferred") == 1.0

@@ -144,34 +144,30 @@ fn render(s: &Snapshot) -> String {
     // names its endpoint picker reads by default: queued and running requests, and the share
     // of the KV cache that running requests hold (an idle slot's kept prefix is free to take).
     let in_use = s.kv_tokens_running as f64 / capacity;
-    family(
-        &mut out,
-        "vllm:num_requests_waiting",
-        "gauge",
-        "Requests waiting for a slot.",
-        &one(s.queued as f64),
-    );
-    family(
-        &mut out,
-        "vllm:num_requests_running",
-        "gauge",
-        "Requests running in a slot.",
-        &one(s.running as f64),
-    );
-    family(
-        &mut out,
-        "vllm:kv_cache_usage_perc",
-        "gauge",
-        "KV-cache usage of running requests. 1 means 100 percent usage.",
-        &one(in_use),
-    );
-    family(
-        &mut out,
-        "vllm:gpu_cache_usage_perc",
-        "gauge",
-        "KV-cache usage of running requests (the name older endpoint pickers read).",
-        &one(in_use),
-    );
+    for (name, help, v) in [
+        (
+            "num_requests_waiting",
+            "Requests waiting for a slot.",
+            s.queued as f64,
+        ),
+        (
+            "num_requests_running",
+            "Requests running in a slot.",
+            s.running as f64,
+        ),
+        (
+            "kv_cache_usage_perc",
+            "KV-cache usage of running requests. 1 means 100 percent usage.",
+            in_use,
+        ),
+        (
+            "gpu_cache_usage_perc",
+            "KV-cache usage of running requests (the name older endpoint pickers read).",
+            in_use,
+        ),
+    ] {
+        family(&mut out, &format!("vllm:{name}"), "gauge", help, &one(v));
+    }
     // llama.cpp's cache holds one token per cell: blocks of one.
     family(
         &mut out,
