@@ -14,6 +14,14 @@ The architecture names come from llama-arch.cpp (LLM_ARCH_X -> "name"), the clas
 each one from llama-model.cpp's llama_model_mapping (LLM_ARCH_X -> llama_model_y), and the
 asserts from the class's graph constructors in src/models/*.cpp (a class that defines no graph
 of its own uses its base class's, from models.h).
+
+Every other `GGML_ASSERT` in src/models/*.cpp is accounted for in src/hparams/arch_asserts.rs:
+either checked natively (ARCH_CHECKS below: the assertion as written, the classes that reach
+it, and the check on the GGUF keys it stands for), or left unchecked with the reason
+(UNCHECKED), or of a kind no header value reaches on acap's path (EXCLUDED: tensor presence
+and shapes, which llama.cpp checks with a catchable error first; batch and memory state; the
+MTP graphs, which only a context of type MTP builds and acap never creates one). An assertion
+in none of these fails `--check`, so a new one in a new pin is seen, not silently skipped.
 """
 
 import json
@@ -24,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "src" / "hparams" / "head_asserts.rs"
+ARCH_OUT = ROOT / "src" / "hparams" / "arch_asserts.rs"
 
 
 def vendored():
@@ -32,6 +41,16 @@ def vendored():
         check=True, capture_output=True, text=True).stdout)
     pkg = next(p for p in meta["packages"] if p["name"] == "llama-cpp-sys-2")
     return Path(pkg["manifest_path"]).parent / "llama.cpp" / "src", pkg["version"]
+
+
+def KV_FORMS(head_v, head_k):
+    """The ways a graph builder writes `n_embd_head_v == n_embd_head_k`."""
+    forms = [r"GGML_ASSERT\(\s*hparams\.n_embd_head_v\(\)\s*==\s*hparams\.n_embd_head_k\(\)\s*\)"]
+    if head_v:
+        forms.append(r"GGML_ASSERT\(\s*n_embd_head\s*==\s*hparams\.n_embd_head_k\(\)\s*\)")
+    if head_k:
+        forms.append(r"GGML_ASSERT\(\s*n_embd_head\s*==\s*hparams\.n_embd_head_v\(\)\s*\)")
+    return forms
 
 
 def derive(src):
@@ -51,11 +70,16 @@ def derive(src):
             end = text.find("\n}\n", m.end())
             region = text[m.end():end if end > 0 else len(text)]
             head_v = re.search(r"n_embd_head\s*=\s*hparams\.n_embd_head_v\(\)", region)
+            head_k = re.search(r"n_embd_head\s*=\s*hparams\.n_embd_head_k\(\)", region)
             found = asserts.setdefault(m.group(1), set())
-            if head_v and re.search(r"GGML_ASSERT\(\s*n_embd_head\s*==\s*hparams\.n_embd_head_k\(\)\s*\)", region):
+            if any(re.search(p, region) for p in KV_FORMS(head_v, head_k)):
                 found.add("kv")
             if head_v and re.search(r"GGML_ASSERT\(\s*n_embd_head\s*==\s*n_rot\s*\)", region):
                 found.add("rot")
+    class_archs = {}
+    for arch, cls in arch_class.items():
+        if arch in names:
+            class_archs.setdefault(cls, []).append(names[arch])
     table = {}
     for arch, cls in arch_class.items():
         c = cls
@@ -64,7 +88,7 @@ def derive(src):
         got = asserts.get(c, set())
         if got and arch in names:
             table[names[arch]] = got
-    return table
+    return table, class_archs, bases
 
 
 def render(table, version):
@@ -91,18 +115,284 @@ pub(super) const ROPE_EQUALS_VALUE: &[&str] = &[
 """
 
 
+# --- Every other assertion in src/models/*.cpp ------------------------------------------------
+
+def K(suffix, default="required"):
+    """A GGUF key `{arch}.{suffix}` and what llama.cpp takes when the file lacks it: "required"
+    (llama.cpp refuses the file itself, catchably, so there is nothing to check), an integer,
+    another key's suffix, or "head" (embedding_length / attention.head_count)."""
+    if default == "required":
+        return f'required("{suffix}")'
+    if default == "head":
+        return f'or_head_size("{suffix}")'
+    if isinstance(default, int):
+        return f'or_int("{suffix}", {default})'
+    return f'or_key("{suffix}", "{default}")'
+
+KEY_LEN = K("attention.key_length", "head")
+VALUE_LEN = K("attention.value_length", "head")
+ROPE = K("rope.dimension_count", "attention.key_length")
+EXPERTS = K("expert_count", 0)
+USED = K("expert_used_count", 0)
+INNER = K("ssm.inner_size")
+DT_RANK = K("ssm.time_step_rank")
+GROUPS = K("ssm.group_count")
+STATE = K("ssm.state_size")
+MLA_K = K("attention.key_length_mla", 0)
+MLA_V = K("attention.value_length_mla", 0)
+# n_embd_head_k_mla(): the MLA key size, else the plain key size.
+MLA_KEY_SIZE = K("attention.key_length_mla", "attention.key_length")
+INDEXER_K = K("attention.indexer.key_length")
+SHIFTS = K("token_shift_count", 2)
+HEAD = K("@head", "head")  # embedding_length / attention.head_count itself
+
+MOE = [f"Need::Min({EXPERTS}, 1)", f"Need::Min({USED}, 1)"]
+IS_MLA = [f"Need::Min({MLA_K}, 1)", f"Need::Min({MLA_V}, 1)"]
+ROPE_IN_INDEXER = [f"Need::AtMost({ROPE}, {INDEXER_K})"]
+QK_NOPE = [f"Need::Below({ROPE}, {MLA_KEY_SIZE})"]
+V_HEADS_PER_K = [f"Need::Divides({DT_RANK}, {GROUPS})"]
+# head_v_dim = d_inner / num_v_heads (graph) against head_k_dim = d_state.
+V_HEAD_IS_STATE = [f"Need::Product({STATE}, {DT_RANK}, {INNER})"]
+GATED_DELTA = ["qwen3next", "qwen35", "qwen35moe", "qwen4exp", "clef"]
+
+# (file, the assertion as written, classes whose models reach it, the checks it stands for).
+# A class name also covers its subclasses (models.h); "*" is every architecture.
+ARCH_CHECKS = [
+    ("llama-model.cpp", "hparams.n_layer_nextn <= hparams.n_layer_all", ["*"],
+     [f'Need::AtMost({K("nextn_predict_layers", 0)}, {K("block_count")})']),
+    ("llama-model.cpp", "hparams.posnet.n_layer <= hparams.n_layer_all", ["wavtokenizer_dec"],
+     [f'Need::AtMost({K("posnet.block_count")}, {K("block_count")})']),
+    ("llama-model.cpp", "hparams.convnext.n_layer <= hparams.n_layer_all", ["wavtokenizer_dec"],
+     [f'Need::AtMost({K("convnext.block_count")}, {K("block_count")})']),
+    ("wavtokenizer-dec.cpp", "hparams.posnet.n_embd == hparams.convnext.n_embd", ["wavtokenizer_dec"],
+     [f'Need::Equal({K("posnet.embedding_length")}, {K("convnext.embedding_length")})']),
+    # Mixture-of-experts builders that need experts.
+    ("bailingmoe2.cpp", 'n_expert > 0 && "n_expert must be > 0 for bailingmoe2"', ["bailingmoe2"], MOE[:1]),
+    ("bailingmoe2.cpp", 'n_expert_used > 0 && "n_expert_used must be > 0 for bailingmoe2"', ["bailingmoe2"], MOE[1:]),
+    ("glm4-moe.cpp", 'hparams.n_expert > 0 && "n_expert must be > 0 for GLM4_MOE MoE layers"', ["glm4_moe"], MOE[:1]),
+    ("glm4-moe.cpp", 'hparams.n_expert_used() > 0 && "n_expert_used must be > 0 for GLM4_MOE MoE layers"', ["glm4_moe"], MOE[1:]),
+    ("grovemoe.cpp", 'n_expert > 0 && "n_expert must be > 0 for GROVEMOE"', ["grovemoe"], MOE[:1]),
+    ("grovemoe.cpp", 'n_expert_used > 0 && "n_expert_used must be > 0 for GROVEMOE"', ["grovemoe"], MOE[1:]),
+    ("grovemoe.cpp", 'hparams.n_group_experts > 0 && "n_group_experts must be > 0 for GROVEMOE"', ["grovemoe"],
+     [f'Need::Min({K("experts_per_group")}, 1)']),
+    ("llada-moe.cpp", 'n_expert > 0 && "n_expert must be > 0 for llada-moe"', ["llada_moe"], MOE[:1]),
+    ("llada-moe.cpp", 'n_expert_used > 0 && "n_expert_used must be > 0 for llada-moe"', ["llada_moe"], MOE[1:]),
+    ("smallthinker.cpp", 'n_expert > 0 && "n_expert must be > 0 for SMALLTHINKER"', ["smallthinker"], MOE[:1]),
+    ("smallthinker.cpp", 'n_expert_used > 0 && "n_expert_used must be > 0 for SMALLTHINKER"', ["smallthinker"], MOE[1:]),
+    ("ernie4-5-moe.cpp", 'hparams.n_moe_layer_step > 0 && "Ernie 4.5 MoE requires n_moe_layer_step > 0"',
+     ["ernie4_5_moe"], [f'Need::Min({K("interleave_moe_layer_step")}, 1)']),
+    # LFM2: layers from leading_dense_block_count on are MoE layers (lfm2 defaults it to all).
+    ("lfm2.cpp", "n_expert && n_expert_used", ["lfm2"],
+     [f'Need::MinWhenBelow({EXPERTS}, 1, {K("leading_dense_block_count", "block_count")}, {K("block_count")})']),
+    ("lfm2moe.cpp", "n_expert && n_expert_used", ["lfm2moe"],
+     [f'Need::MinWhenBelow({EXPERTS}, 1, {K("leading_dense_block_count", 0)}, {K("block_count")})']),
+    ("lfm2.cpp", "n_embd_v_gqa == n_embd_k_gqa", ["lfm2"], [f"Need::Equal({VALUE_LEN}, {KEY_LEN})"]),
+    ("lfm2moe.cpp", "n_embd_v_gqa == n_embd_k_gqa", ["lfm2moe"], [f"Need::Equal({VALUE_LEN}, {KEY_LEN})"]),
+    ("lfm2.cpp", "hparams.n_embd_v_gqa(il) == hparams.n_embd_k_gqa(il)", ["lfm2", "lfm2moe"],
+     [f"Need::Equal({VALUE_LEN}, {KEY_LEN})"]),
+    ("lfm2.cpp", "hparams.n_shortconv_l_cache > 1", ["lfm2", "lfm2moe"],
+     [f'Need::Min({K("shortconv.l_cache")}, 2)']),
+    # Gemma 4: per layer, the sliding-window layers with their own head sizes.
+    ("gemma4.cpp", "n_embd_head == hparams.n_embd_head_v(il)", ["gemma4"],
+     [f"Need::Equal({VALUE_LEN}, {KEY_LEN})",
+      f'Need::Equal({K("attention.value_length_swa", "attention.value_length")}, '
+      f'{K("attention.key_length_swa", "attention.key_length")})']),
+    ("gemma-embedding.cpp",
+     '(hparams.dense_2_feat_in == 0 || hparams.dense_2_feat_in == hparams.n_embd) && "dense_2_feat_in must be equal to n_embd"',
+     ["gemma_embedding"], [f'Need::ZeroOrEqual({K("dense_2_feat_in", 0)}, {K("embedding_length")})']),
+    ("gemma-embedding.cpp",
+     '(hparams.dense_3_feat_out == 0 || hparams.dense_3_feat_out == hparams.n_embd) && "dense_3_feat_out must be equal to n_embd"',
+     ["gemma_embedding"], [f'Need::ZeroOrEqual({K("dense_3_feat_out", 0)}, {K("embedding_length")})']),
+    # Gated delta-net (linear attention) layers.
+    ("qwen3next.cpp", "num_v_heads % num_k_heads == 0", ["qwen3next"], V_HEADS_PER_K),
+    ("qwen35.cpp", "num_v_heads % num_k_heads == 0", ["qwen35"], V_HEADS_PER_K),
+    ("qwen35moe.cpp", "num_v_heads % num_k_heads == 0", ["qwen35moe"], V_HEADS_PER_K),
+    ("qwen4exp.cpp", "num_v_heads % num_k_heads == 0", ["qwen4exp"], V_HEADS_PER_K),
+    ("clef.cpp", "num_v_heads % num_k_heads == 0", ["clef"], V_HEADS_PER_K),
+    ("qwen4exp.cpp", "head_v_dim * num_v_heads == d_inner", ["qwen4exp"], V_HEAD_IS_STATE),
+    # kimi-linear calls these too, with key and value heads of one size by construction.
+    ("delta-net-base.cpp", "S_k == S_v", GATED_DELTA, V_HEAD_IS_STATE),
+    ("delta-net-base.cpp", "H_v % H_k == 0", GATED_DELTA, V_HEADS_PER_K),
+    # Mamba layers: Mamba-1 has d_inner heads of 1, Mamba-2 time_step_rank heads in groups.
+    ("mamba-base.cpp", "d_inner % n_head == 0", ["mamba", "jamba", "mamba2", "falcon_h1", "granite_hybrid", "nemotron_h"],
+     [f"Need::Min({INNER}, 1)"]),
+    ("mamba-base.cpp", "d_inner % n_head == 0", ["mamba2", "falcon_h1", "granite_hybrid", "nemotron_h"],
+     [f"Need::Divides({INNER}, {DT_RANK})"]),
+    ("mamba-base.cpp", "d_inner % n_group == 0", ["mamba2", "falcon_h1", "granite_hybrid", "nemotron_h"],
+     [f"Need::Divides({INNER}, {GROUPS})"]),
+    ("granite-hybrid.cpp", "2 * n_embd == d_inner", ["granite_hybrid"],
+     [f'Need::Scaled({K("embedding_length")}, 2, {INNER})']),
+    ("jamba.cpp", "2 * n_embd == d_inner", ["jamba"], [f'Need::Scaled({K("embedding_length")}, 2, {INNER})']),
+    ("plamo2.cpp", "d_inner % n_heads == 0", ["plamo2"], [f"Need::Divides({INNER}, {DT_RANK})"]),
+    ("plamo2.cpp", "n_group == 0", ["plamo2"], [f"Need::Is({GROUPS}, 0)"]),
+    # RWKV: the token-shift state is token_shift_count rows of n_embd.
+    ("rwkv6.cpp", "hparams.token_shift_count == 2", ["rwkv6"], [f"Need::Is({SHIFTS}, 2)"]),
+    ("rwkv7.cpp", "hparams.token_shift_count == 2", ["rwkv7"], [f"Need::Is({SHIFTS}, 2)"]),
+    ("rwkv6qwen2.cpp", "n_embd == hparams.n_embd_r()", ["rwkv6qwen2"], [f"Need::Is({SHIFTS}, 1)"]),
+    ("arwkv7.cpp", "n_embd == hparams.n_embd_r()", ["arwkv7"], [f"Need::Is({SHIFTS}, 1)"]),
+    # Multi-head latent attention.
+    ("deepseek2.cpp", "n_embd_head_qk_nope >= 1", ["deepseek2"], QK_NOPE),
+    ("hy-v4.cpp", "n_embd_head_qk_nope >= 1", ["hy_v4"], QK_NOPE),
+    ("deepseek2.cpp", "n_embed_head == n_embd_head_k && n_embed_head == n_embd_head_v", ["deepseek2ocr"],
+     [f"Need::Equal({KEY_LEN}, {HEAD})", f"Need::Equal({VALUE_LEN}, {HEAD})"]),
+    ("deepseek32.cpp", "is_mla", ["deepseek32"], IS_MLA),
+    ("glm-dsa.cpp", "is_mla", ["glm_dsa"], IS_MLA),
+    ("dots3note.cpp", "hparams.is_mla()", ["dots3note"], IS_MLA),
+    ("hy-v4.cpp", "hparams.is_mla()", ["hy_v4"], IS_MLA),
+    ("deepseek32.cpp", "hparams.n_rot() <= n_embd_indexer_head", ["deepseek32"], ROPE_IN_INDEXER),
+    ("glm-dsa.cpp", "hparams.n_rot() <= n_embd_indexer_head", ["glm_dsa"], ROPE_IN_INDEXER),
+    ("dots3note.cpp", "hparams.n_rot() <= n_embd_indexer_head", ["dots3note"], ROPE_IN_INDEXER),
+    ("eagle3.cpp", "n_layer == 1", ["eagle3"], [f'Need::Is({K("block_count")}, 1)']),
+]
+
+# Assertions on header values that acap does not check natively yet, by file (every assertion
+# of the file not covered above), with the reason. Models of these architectures load with a
+# warning naming what is not pre-checked.
+UNCHECKED = {
+    "bailingmoe3.cpp": (["bailingmoe3"], "the KDA gate keys (a bool and a float bound)"),
+    "deepseek2.cpp": (["deepseek2ocr"], "the rope base of 10000 (a float, also a context setting)"),
+    "deepseek4.cpp": (["deepseek4", "dflash"], "compress ratios, hyper-connection width, grouped output heads"),
+    "dflash.cpp": (["dflash"], "draft-model block and group settings"),
+    "glm5-next.cpp": (["glm5_next"], "indexer pooling, hyper-connection width, nope-only MLA"),
+    "hrm-text.cpp": (["hrm_text"], "the HRM stack and cycle counts"),
+    "jina-bert-v2.cpp": (["jina_bert_v2"], "ffn_up's width against feed_forward_length (from the tensor)"),
+    "minimax-m3.cpp": (["minimax_m3"], "the sparse-attention indexer block size and heads"),
+    "nanbeige.cpp": (["nanbeige"], "the loop count times the layer count"),
+    "qwen4exp.cpp": (["qwen4exp"], "compress ratios against the pooling size"),
+    "rwkv6-base.cpp": (["rwkv6", "rwkv6qwen2"], "head_count_kv dividing embedding_length / wkv.head_size"),
+    "spark2-5.cpp": (["spark2_5"], "the sliding-window type"),
+}
+
+# Kinds of assertion no header value reaches on acap's path, with why.
+EXCLUDED = [
+    (r"\b(layer|model|model_other)\.|_w\b|nullptr|->ne\[|->nb\[|->type|buffer|\bne\[|\bw1\b|dynamic &&",
+     "tensor presence or shape: llama.cpp checks the tensors against the header first, catchably"),
+    (r"ubatch|\bn_seqs\b|\bn_tokens\b|cparams|mctx|\bn_kv\b|state_|\binp_|kq_mask|\btop_k\b|\bprev_|"
+     r"last_top|spans\.|segments|n_tps|n_sel\b|Gp\*C|\bn_lid\b|\bn_csa\b|\bn_hca\b|row_total|\bR >= 0|"
+     r"\bn_blocks > 0$|ext_factor",
+     "batch, memory or context state, not a header value"),
+]
+FUNC = re.compile(r"^(?:template\s*<[^>]*>\s*)?[^\s#/][^;{]*?\b((?:\w+::)+)(~?\w+)\s*\(", re.M)
+
+
+def model_asserts(src):
+    """(file, line, enclosing function, condition) of every GGML_ASSERT in src/models."""
+    for path in sorted((src / "models").glob("*.cpp")):
+        text = path.read_text()
+        funcs = [(m.start(), m.group(1)[:-2] + "::" + m.group(2)) for m in FUNC.finditer(text)]
+        for m in re.finditer(r"GGML_ASSERT\((.*?)\);", text, re.S):
+            enclosing = ""
+            for start, name in funcs:
+                if start > m.start():
+                    break
+                enclosing = name
+            yield path.name, text.count("\n", 0, m.start()) + 1, enclosing, " ".join(m.group(1).split())
+
+
+def classify(src, class_archs, bases):
+    """The arch-assert table: (archs, source, needs) rows and (archs, file, why) unchecked."""
+    def archs_of(classes):
+        if classes == ["*"]:
+            return ["*"]
+        out = set()
+        for c in classes:
+            full = "llama_model_" + c
+            if full not in class_archs and full not in bases.values():
+                sys.exit(f"hparam-asserts: no class {full} in the vendored llama.cpp")
+            for cls, names in class_archs.items():
+                k = cls
+                while k != full and k in bases:
+                    k = bases[k]
+                if k == full:
+                    out.update(names)
+        return sorted(out)
+
+    rows, used, problems = [], set(), []
+    model_text = (src / "llama-model.cpp").read_text()
+    conds = {}
+    for f, line, enclosing, cond in model_asserts(src):
+        conds.setdefault((f, cond), []).append((line, enclosing))
+    for f, cond, classes, needs in ARCH_CHECKS:
+        if f == "llama-model.cpp":
+            found = f"GGML_ASSERT({cond})" in " ".join(model_text.split())
+        else:
+            found = (f, cond) in conds
+        if not found:
+            problems.append(f"{f}: GGML_ASSERT({cond}) is checked but no longer in the vendored source")
+        used.add((f, cond))
+        rows.append((archs_of(classes), f"{f}: GGML_ASSERT({cond})", needs))
+    unchecked = {}
+    for (f, cond), where in sorted(conds.items()):
+        if (f, cond) in used:
+            continue
+        if re.search(r"n_embd_head\s*==\s*(hparams\.n_embd_head_[kv]\(\)|n_rot)$|"
+                     r"^hparams\.n_embd_head_v\(\) == hparams\.n_embd_head_k\(\)$", cond):
+            continue  # the head-size table above
+        if all(re.search(r"mtp|nextn", enc, re.I) for _, enc in where):
+            continue  # MTP graphs: only an MTP-type context builds them
+        if any(re.search(p, cond) for p, _ in EXCLUDED):
+            continue
+        if f in UNCHECKED:
+            unchecked.setdefault(f, []).append(cond)
+            continue
+        lines = ", ".join(str(l) for l, _ in where)
+        problems.append(f"models/{f}:{lines}: GGML_ASSERT({cond}) is neither checked nor accounted for")
+    if problems:
+        sys.exit("hparam-asserts: the vendored llama.cpp's assertions moved:\n  " + "\n  ".join(problems))
+    stale = sorted(set(UNCHECKED) - set(unchecked))
+    if stale:
+        sys.exit(f"hparam-asserts: UNCHECKED names files with nothing left unchecked: {stale}")
+    return rows, [(archs_of(UNCHECKED[f][0]), f, UNCHECKED[f][1], c) for f, c in sorted(unchecked.items())]
+
+
+def render_arch(rows, unchecked, version):
+    def strs(xs):
+        return "&[" + ", ".join(f'"{x}"' for x in xs) + "]"
+
+    out = [f"""//! The rest of llama.cpp's assertions on header values, per architecture (generated by
+//! `scripts/hparam-asserts.py` from the vendored llama.cpp of llama-cpp-sys-2 {version}; do not
+//! edit: the checks are written in the script's ARCH_CHECKS, one row per assertion).
+
+use super::arch_rules::{{ArchAssert, Need, Unchecked, or_head_size, or_int, or_key, required}};
+
+/// Assertions checked natively: the architectures that reach each, the assertion as written
+/// in the vendored source, and what it asks of the GGUF keys.
+pub(super) const ARCH_ASSERTS: &[ArchAssert] = &[
+"""]
+    for archs, source, needs in rows:
+        out.append(f"    ArchAssert {{\n        archs: {strs(archs)},\n        source: {json.dumps(source)},\n"
+                   f"        needs: &[{', '.join(needs)}],\n    }},\n")
+    out.append("""];
+
+/// Assertions on header values not checked natively yet: a model of these architectures loads
+/// with a warning that names them.
+pub(super) const UNCHECKED: &[Unchecked] = &[
+""")
+    for archs, f, why, conds in unchecked:
+        out.append(f"    Unchecked {{\n        archs: {strs(archs)},\n        file: \"{f}\",\n"
+                   f"        what: {json.dumps(why)},\n        asserts: {len(conds)},\n    }},\n")
+    out.append("];\n")
+    # Written as rustfmt writes it, so that `cargo fmt --check` and `--check` agree.
+    return subprocess.run(["rustfmt", "--edition", "2024", "--emit", "stdout"], input="".join(out),
+                          check=True, capture_output=True, text=True).stdout
+
+
 def main():
     src, version = vendored()
-    text = render(derive(src), version)
+    table, class_archs, bases = derive(src)
+    rows, unchecked = classify(src, class_archs, bases)
+    outputs = [(OUT, render(table, version)), (ARCH_OUT, render_arch(rows, unchecked, version))]
     if "--check" in sys.argv:
-        if not OUT.exists() or OUT.read_text() != text:
-            sys.exit(f"hparam-asserts: {OUT.relative_to(ROOT)} is out of date with the vendored "
-                     "llama.cpp: run python3 scripts/hparam-asserts.py")
-        print(f"hparam-asserts: {OUT.relative_to(ROOT)} is current")
+        for path, text in outputs:
+            if not path.exists() or path.read_text() != text:
+                sys.exit(f"hparam-asserts: {path.relative_to(ROOT)} is out of date with the "
+                         "vendored llama.cpp: run python3 scripts/hparam-asserts.py")
+            print(f"hparam-asserts: {path.relative_to(ROOT)} is current")
         return
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text)
-    print(f"hparam-asserts: wrote {OUT.relative_to(ROOT)}")
+    for path, text in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"hparam-asserts: wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

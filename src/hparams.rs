@@ -3,6 +3,8 @@
 //! the assertion it stands in for in the vendored llama.cpp; the table is the one place they
 //! are written.
 
+mod arch_asserts;
+mod arch_rules;
 mod head_asserts;
 
 use acap_gguf::{GgufFile, Value};
@@ -370,8 +372,15 @@ pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
         head_asserts::VALUE_EQUALS_KEY.contains(&arch),
         head_asserts::ROPE_EQUALS_VALUE.contains(&arch),
     )?;
+    arch_rules::check(gguf, arch, arch_asserts::ARCH_ASSERTS)?;
     if LLAMA_LAYOUT_ARCHS.contains(&arch) {
         check_shapes(gguf, arch)?;
+    }
+    if let Some(what) = arch_rules::unchecked(arch, arch_asserts::UNCHECKED) {
+        log::warn!(
+            "{arch}: acap does not yet check these header values llama.cpp asserts on before \
+             loading (a bad one aborts the process): {what}"
+        );
     }
     Ok(())
 }

@@ -34,6 +34,8 @@ pub(super) const VALUE_EQUALS_KEY: &[&str] = &[
     "ernie4_5-moe",
     "eurobert",
     "exaone",
+    "exaone-moe",
+    "exaone4",
     "falcon",
     "glm4",
     "glm4moe",
@@ -59,6 +61,7 @@ pub(super) const VALUE_EQUALS_KEY: &[&str] = &[
     "llama-embed",
     "llama4",
     "maincoder",
+    "maple",
     "mellum",
     "minimax-01",
     "minimax-m2",
@@ -94,6 +97,7 @@ pub(super) const VALUE_EQUALS_KEY: &[&str] = &[
     "qwen3tts",
     "qwen3vl",
     "qwen3vlmoe",
+    "qwen4exp",
     "refact",
     "rnd1",
     "seed_oss",
@@ -104,6 +108,7 @@ pub(super) const VALUE_EQUALS_KEY: &[&str] = &[
     "starcoder",
     "starcoder2",
     "t5",
+    "talkie",
     "xverse",
 ];
 

@@ -219,6 +219,105 @@ fn holes_the_corpus_found_stay_closed() {
     }
 }
 
+/// The model at `src` with its `llama.` keys moved to architecture `arch`, the keys of `set`
+/// (suffixes after `{arch}.`) set or added: a header of an architecture the testkit has no
+/// model for, which acap's native checks see before llama.cpp looks for that architecture's
+/// tensors.
+fn moved_to(
+    src: &std::path::Path,
+    dir: &std::path::Path,
+    arch: &str,
+    set: &[(&str, acap::gguf::Value)],
+) -> std::path::PathBuf {
+    use acap::gguf::Value;
+    let f = acap::gguf::GgufFile::open(src).unwrap();
+    let mut changes: Vec<(String, Option<Value>)> = vec![(
+        "general.architecture".to_owned(),
+        Some(Value::from(arch.to_owned())),
+    )];
+    for (k, v) in f.metadata() {
+        if let Some(rest) = k.strip_prefix("llama.") {
+            changes.push((k.clone(), None));
+            let v = set
+                .iter()
+                .find(|(s, _)| *s == rest)
+                .map_or_else(|| v.clone(), |(_, v)| v.clone());
+            changes.push((format!("{arch}.{rest}"), Some(v)));
+        }
+    }
+    for (s, v) in set {
+        let key = format!("{arch}.{s}");
+        if !changes.iter().any(|(k, _)| *k == key) {
+            changes.push((key, Some(v.clone())));
+        }
+    }
+    let refs: Vec<(&str, Option<Value>)> = changes
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    acap_testkit::with_metadata(src, &dir.join(format!("{arch}.gguf")), &refs)
+}
+
+/// The rest of the assertions on header values (`src/hparams/arch_asserts.rs`, derived from
+/// the vendored llama.cpp): recurrent, linear-attention, MLA and MoE builders, and the
+/// MTP layer count every architecture loads. Each is refused through `Model::load`, naming
+/// the key and the assertion's file.
+#[test]
+fn architecture_asserts_beyond_head_sizes_are_checked_natively() {
+    use acap::gguf::Value;
+    let src = acap_testkit::tiny(QuantType::Q4KM);
+    let dir = tempfile::tempdir().unwrap();
+    let ssm = |groups: u32| {
+        vec![
+            ("ssm.inner_size", Value::U32(512)),
+            ("ssm.state_size", Value::U32(64)),
+            ("ssm.time_step_rank", Value::U32(8)),
+            ("ssm.group_count", Value::U32(groups)),
+            ("ssm.conv_kernel", Value::U32(4)),
+        ]
+    };
+    for (arch, set, key, file) in [
+        ("qwen35", ssm(3), "qwen35.ssm.time_step_rank", "qwen35.cpp"),
+        ("mamba2", ssm(0), "mamba2.ssm.group_count", "mamba-base.cpp"),
+        // Twice embedding_length 256 is 512, not 640.
+        (
+            "jamba",
+            vec![("ssm.inner_size", Value::U32(640))],
+            "jamba.ssm.inner_size",
+            "jamba.cpp",
+        ),
+        (
+            "rwkv6qwen2",
+            vec![("wkv.head_size", Value::U32(64))],
+            "rwkv6qwen2.token_shift_count",
+            "rwkv6qwen2.cpp",
+        ),
+        (
+            "deepseek2",
+            vec![("rope.dimension_count", Value::U32(64))],
+            "deepseek2.rope.dimension_count",
+            "deepseek2.cpp",
+        ),
+        (
+            "llama",
+            vec![("nextn_predict_layers", Value::U32(9))],
+            "llama.nextn_predict_layers",
+            "llama-model.cpp",
+        ),
+    ] {
+        let path = moved_to(&src, dir.path(), arch, &set);
+        let e = load_and_decode(&path).unwrap_err();
+        assert!(
+            e.contains(key) && e.contains(file) && e.contains("GGML_ASSERT("),
+            "{arch}: {e}"
+        );
+    }
+    // A header these checks pass reaches llama.cpp, which refuses the missing tensors itself.
+    let path = moved_to(&src, dir.path(), "qwen35", &ssm(4));
+    let e = load_and_decode(&path).unwrap_err();
+    assert!(!e.contains("GGML_ASSERT("), "{e}");
+}
+
 /// The head-size asserts of architectures the testkit has no model for, from the table
 /// `scripts/hparam-asserts.py` derives from the vendored graph builders: the tiny model's
 /// header moved to such an architecture, with a head size its builder asserts on, is refused
@@ -228,36 +327,9 @@ fn holes_the_corpus_found_stay_closed() {
 fn head_size_asserts_of_other_architectures_are_checked_natively() {
     use acap::gguf::Value;
     let src = acap_testkit::tiny(QuantType::Q4KM);
-    let f = acap::gguf::GgufFile::open(&src).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // The tiny model: embedding 256, 4 heads, so a head size of 64.
-    let moved = |arch: &str, set: &[(&str, Value)]| {
-        let mut changes: Vec<(String, Option<Value>)> = vec![(
-            "general.architecture".to_owned(),
-            Some(Value::from(arch.to_owned())),
-        )];
-        for (k, v) in f.metadata() {
-            if let Some(rest) = k.strip_prefix("llama.") {
-                changes.push((k.clone(), None));
-                let v = set
-                    .iter()
-                    .find(|(s, _)| *s == rest)
-                    .map_or_else(|| v.clone(), |(_, v)| v.clone());
-                changes.push((format!("{arch}.{rest}"), Some(v)));
-            }
-        }
-        for (s, v) in set {
-            let key = format!("{arch}.{s}");
-            if !changes.iter().any(|(k, _)| *k == key) {
-                changes.push((key, Some(v.clone())));
-            }
-        }
-        let refs: Vec<(&str, Option<Value>)> = changes
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        acap_testkit::with_metadata(&src, &dir.path().join(format!("{arch}.gguf")), &refs)
-    };
+    let moved = |arch: &str, set: &[(&str, Value)]| moved_to(&src, dir.path(), arch, set);
     for (arch, suffix, value, assertion) in [
         // Builders asserting both sizes.
         (
