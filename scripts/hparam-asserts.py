@@ -243,6 +243,11 @@ ARCH_CHECKS = [
     ("glm-dsa.cpp", "hparams.n_rot() <= n_embd_indexer_head", ["glm_dsa"], ROPE_IN_INDEXER),
     ("dots3note.cpp", "hparams.n_rot() <= n_embd_indexer_head", ["dots3note"], ROPE_IN_INDEXER),
     ("eagle3.cpp", "n_layer == 1", ["eagle3"], [f'Need::Is({K("block_count")}, 1)']),
+    # Hybrid models whose recurrent layers are those without KV heads: with none, the
+    # recurrent state has no buffer and setting its input aborts at the first decode (found
+    # by acap's header test; the assertion is ggml's, reached from llm_graph_input_mem_hybrid).
+    ("ggml/src/ggml-backend.cpp", "buffer", ["jamba", "plamo2", "granite_hybrid", "lfm2", "lfm2moe", "kimi_linear"],
+     [f'Need::SomeZero({K("attention.head_count_kv", "attention.head_count")}, {K("block_count")})']),
 ]
 
 # Assertions on header values that acap does not check natively yet, by file (every assertion
@@ -315,6 +320,8 @@ def classify(src, class_archs, bases):
     for f, cond, classes, needs in ARCH_CHECKS:
         if f == "llama-model.cpp":
             found = f"GGML_ASSERT({cond})" in " ".join(model_text.split())
+        elif "/" in f:
+            found = f"GGML_ASSERT({cond})" in " ".join((src.parent / f).read_text().split())
         else:
             found = (f, cond) in conds
         if not found:

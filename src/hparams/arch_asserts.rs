@@ -424,6 +424,21 @@ pub(super) const ARCH_ASSERTS: &[ArchAssert] = &[
         source: "eagle3.cpp: GGML_ASSERT(n_layer == 1)",
         needs: &[Need::Is(required("block_count"), 1)],
     },
+    ArchAssert {
+        archs: &[
+            "granitehybrid",
+            "jamba",
+            "kimi-linear",
+            "lfm2",
+            "lfm2moe",
+            "plamo2",
+        ],
+        source: "ggml/src/ggml-backend.cpp: GGML_ASSERT(buffer)",
+        needs: &[Need::SomeZero(
+            or_key("attention.head_count_kv", "attention.head_count"),
+            required("block_count"),
+        )],
+    },
 ];
 
 /// Assertions on header values not checked natively yet: a model of these architectures loads

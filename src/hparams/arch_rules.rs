@@ -77,6 +77,9 @@ pub(super) enum Need {
     Below(Key, Key),
     /// The first is at most the second.
     AtMost(Key, Key),
+    /// Some block of the second's count has 0 in the first (a per-block array, or a scalar
+    /// for all blocks): a hybrid model's recurrent layers.
+    SomeZero(Key, Key),
     /// When the third is below the fourth, the first is at least the minimum (MoE blocks
     /// from `leading_dense_block_count` on need experts).
     MinWhenBelow(Key, i64, Key, Key),
@@ -267,6 +270,19 @@ fn unmet(md: &Metadata<'_>, arch: &str, need: &Need) -> Option<(Resolved, String
             (a.first() > b.first()).then(|| {
                 let why = format!("must be at most {}", b.named());
                 (a, why)
+            })
+        }
+        Need::SomeZero(k, blocks) => {
+            let (k, blocks) = (get(k)?, get(blocks)?);
+            let n = usize::try_from(blocks.first()).unwrap_or(0);
+            let per_block = |i: usize| k.values.get(i).or(k.values.first()).copied();
+            (n > 0 && (0..n).all(|i| per_block(i) != Some(0))).then(|| {
+                let why = format!(
+                    "must be 0 for at least one of the {n} blocks: the blocks without key-value \
+                     heads are this hybrid model's recurrent layers, and llama.cpp aborts on \
+                     a hybrid model without one"
+                );
+                (k, why)
             })
         }
         Need::MinWhenBelow(k, min, from, blocks) => {
@@ -525,6 +541,39 @@ mod tests {
             "llama-model.cpp",
         );
         assert!(e.reason.contains("at most llama.block_count = 2"), "{e:?}");
+    }
+
+    #[test]
+    fn hybrid_models_need_a_recurrent_layer() {
+        let kv = |v: Value| {
+            vec![
+                ("block_count", U(3)),
+                ("attention.head_count", U(4)),
+                ("attention.head_count_kv", v),
+            ]
+        };
+        checked("jamba", &kv(Value::from(vec![0u32, 4, 0]))).unwrap();
+        checked("lfm2", &kv(U(0))).unwrap();
+        let e = refused(
+            "jamba",
+            &kv(Value::from(vec![4u32, 4, 4])),
+            "attention.head_count_kv",
+            "ggml-backend.cpp",
+        );
+        assert!(e.reason.contains("one of the 3 blocks"), "{e:?}");
+        refused(
+            "granitehybrid",
+            &kv(U(2)),
+            "attention.head_count_kv",
+            "ggml-backend.cpp",
+        );
+        // Without the key llama.cpp takes head_count for every block.
+        refused(
+            "kimi-linear",
+            &[("block_count", U(3)), ("attention.head_count", U(4))],
+            "attention.head_count_kv",
+            "ggml-backend.cpp",
+        );
     }
 
     #[test]

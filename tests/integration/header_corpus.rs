@@ -312,6 +312,19 @@ fn architecture_asserts_beyond_head_sizes_are_checked_natively() {
             "{arch}: {e}"
         );
     }
+    // Every block with attention: a hybrid model without a recurrent layer, which aborted at
+    // the first decode before this check.
+    let path = moved_to(
+        &src,
+        dir.path(),
+        "jamba",
+        &[("ssm.inner_size", Value::U32(512))],
+    );
+    let e = load_and_decode(&path).unwrap_err();
+    assert!(
+        e.contains("jamba.attention.head_count_kv") && e.contains("recurrent"),
+        "{e}"
+    );
     // A header these checks pass reaches llama.cpp, which refuses the missing tensors itself.
     let path = moved_to(&src, dir.path(), "qwen35", &ssm(4));
     let e = load_and_decode(&path).unwrap_err();
