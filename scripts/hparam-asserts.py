@@ -313,17 +313,19 @@ def classify(src, class_archs, bases):
         return sorted(out)
 
     rows, used, problems = [], set(), []
-    model_text = (src / "llama-model.cpp").read_text()
+    flat = {}  # file outside src/models -> its text on one line, read once
+
+    def in_flat(f, cond):
+        if f not in flat:
+            path = src / f if f == "llama-model.cpp" else src.parent / f
+            flat[f] = " ".join(path.read_text().split())
+        return f"GGML_ASSERT({cond})" in flat[f]
+
     conds = {}
     for f, line, enclosing, cond in model_asserts(src):
         conds.setdefault((f, cond), []).append((line, enclosing))
     for f, cond, classes, needs in ARCH_CHECKS:
-        if f == "llama-model.cpp":
-            found = f"GGML_ASSERT({cond})" in " ".join(model_text.split())
-        elif "/" in f:
-            found = f"GGML_ASSERT({cond})" in " ".join((src.parent / f).read_text().split())
-        else:
-            found = (f, cond) in conds
+        found = in_flat(f, cond) if f == "llama-model.cpp" or "/" in f else (f, cond) in conds
         if not found:
             problems.append(f"{f}: GGML_ASSERT({cond}) is checked but no longer in the vendored source")
         used.add((f, cond))

@@ -25,6 +25,13 @@ impl Metadata<'_> {
             .map(|(_, v)| v)
             .or_else(|| self.gguf.get(key))
     }
+
+    /// The integer of `{arch}.{suffix}`, or its first element when it is an array.
+    fn arch_int(&self, arch: &str, suffix: &str) -> Option<i128> {
+        self.get(&format!("{arch}.{suffix}"))
+            .and_then(ints)
+            .and_then(|x| x.first().copied())
+    }
 }
 
 /// A value llama.cpp would abort on: the key, its value as written, and why.
@@ -452,11 +459,7 @@ fn check_head_dims(
     if !value_equals_key && !rope_equals_value {
         return Ok(());
     }
-    let one = |s: &str| {
-        gguf.get(&format!("{arch}.{s}"))
-            .and_then(ints)
-            .and_then(|x| x.first().copied())
-    };
+    let one = |s: &str| gguf.arch_int(arch, s);
     let (Some(n_embd), Some(n_head)) = (one("embedding_length"), one("attention.head_count"))
     else {
         return Ok(());
@@ -520,7 +523,7 @@ fn check_shapes(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
             .map(|t| t.dims().to_vec())
     };
     let all = |s: &str| gguf.get(&format!("{arch}.{s}")).and_then(ints);
-    let one = |s: &str| all(s).and_then(|x| x.first().copied());
+    let one = |s: &str| gguf.arch_int(arch, s);
     let contradicts = |suffix: &str, value: i128, what: String| BadHparam {
         key: format!("{arch}.{suffix}"),
         value: value.to_string(),

@@ -136,12 +136,8 @@ impl Resolved {
 }
 
 fn head_size(md: &Metadata<'_>, arch: &str) -> Option<i128> {
-    let one = |s: &str| {
-        md.get(&format!("{arch}.{s}"))
-            .and_then(ints)
-            .and_then(|x| x.first().copied())
-    };
-    let (n_embd, n_head) = (one("embedding_length")?, one("attention.head_count")?);
+    let n_embd = md.arch_int(arch, "embedding_length")?;
+    let n_head = md.arch_int(arch, "attention.head_count")?;
     (n_head > 0).then(|| n_embd / n_head)
 }
 
