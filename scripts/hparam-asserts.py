@@ -129,6 +129,16 @@ def K(suffix, default="required"):
         return f'or_int("{suffix}", {default})'
     return f'or_key("{suffix}", "{default}")'
 
+def FLAG(suffix, default):
+    """A boolean key and llama.cpp's value for it when absent."""
+    return f'flag("{suffix}", {str(default).lower()})'
+
+
+def FK(suffix, default=None):
+    """A float key and llama.cpp's value for it when absent (None: required)."""
+    return f'float_key("{suffix}", {"None" if default is None else f"Some({float(default)!r})"})'
+
+
 KEY_LEN = K("attention.key_length", "head")
 VALUE_LEN = K("attention.value_length", "head")
 ROPE = K("rope.dimension_count", "attention.key_length")
@@ -145,6 +155,31 @@ MLA_KEY_SIZE = K("attention.key_length_mla", "attention.key_length")
 INDEXER_K = K("attention.indexer.key_length")
 SHIFTS = K("token_shift_count", 2)
 HEAD = K("@head", "head")  # embedding_length / attention.head_count itself
+
+BLOCKS = K("block_count")
+NEXTN = K("nextn_predict_layers", 0)
+KV_HEADS = K("attention.head_count_kv", "attention.head_count")
+RECURRENT_FLAGS = "attention.recurrent_layers"
+HEAD_SIZE_RWKV = K("wkv.head_size")
+HRM = [K("hrm.layers_per_stack"), K("hrm.h_cycles"), K("hrm.l_cycles")]
+LOOPS = K("num_loops", 1)
+KPOOL = K("attention.indexer.kpool")
+# llama.cpp's LLAMA_MAX_LAYERS (src/llama-hparams.h).
+MAX_LAYERS = 512
+
+
+def EVERY(default):
+    """full_attention_interval, each default-th block being an attention block."""
+    return K("full_attention_interval", default)
+
+
+def SWA(pattern, when):
+    return [f"Need::SomeSwa(SwaPattern::{pattern}, SwaWhen::{when})"]
+
+
+def HYBRID(layers):
+    return [f"Need::Hybrid({layers}, {BLOCKS}, {NEXTN})"]
+
 
 MOE = [f"Need::Min({EXPERTS}, 1)", f"Need::Min({USED}, 1)"]
 IS_MLA = [f"Need::Min({MLA_K}, 1)", f"Need::Min({MLA_V}, 1)"]
@@ -243,29 +278,113 @@ ARCH_CHECKS = [
     ("glm-dsa.cpp", "hparams.n_rot() <= n_embd_indexer_head", ["glm_dsa"], ROPE_IN_INDEXER),
     ("dots3note.cpp", "hparams.n_rot() <= n_embd_indexer_head", ["dots3note"], ROPE_IN_INDEXER),
     ("eagle3.cpp", "n_layer == 1", ["eagle3"], [f'Need::Is({K("block_count")}, 1)']),
-    # Hybrid models whose recurrent layers are those without KV heads: with none, the
-    # recurrent state has no buffer and setting its input aborts at the first decode (found
-    # by acap's header test; the assertion is ggml's, reached from llm_graph_input_mem_hybrid).
-    ("ggml/src/ggml-backend.cpp", "buffer", ["jamba", "plamo2", "granite_hybrid", "lfm2", "lfm2moe", "kimi_linear"],
-     [f'Need::SomeZero({K("attention.head_count_kv", "attention.head_count")}, {K("block_count")})']),
+    # Hybrid models need both kinds of block: with no recurrent (or no attention) block the
+    # hybrid memory has no buffer for that kind's inputs, and setting them aborts at the first
+    # decode (found by acap's header test on jamba; the assertion is ggml's, reached from
+    # llm_graph_input_mem_hybrid::set_input, and the code path is the same for each of these).
+    ("ggml/src/ggml-backend.cpp", "buffer",
+     ["jamba", "plamo2", "granite_hybrid", "lfm2", "lfm2moe", "kimi_linear", "kimi_k3", "bailingmoe3", "glm5_next"],
+     HYBRID(f"Layers::NoKvHeads({KV_HEADS})")),
+    ("ggml/src/ggml-backend.cpp", "buffer", ["nemotron_h"],
+     HYBRID(f'Layers::NoKvHeadsNoFfn({KV_HEADS}, {K("feed_forward_length", 0)})')),
+    ("ggml/src/ggml-backend.cpp", "buffer", ["qwen3next", "qwen35", "qwen35moe", "qwen4exp"],
+     HYBRID(f'Layers::Interval("{RECURRENT_FLAGS}", {EVERY(4)})')),
+    ("ggml/src/ggml-backend.cpp", "buffer", ["minimax_01"],
+     HYBRID(f'Layers::Interval("{RECURRENT_FLAGS}", {EVERY(8)})')),
+    # Sliding-window attention: a loader that turns it on with no block using it fails
+    # is_swa_any() at context creation (the pattern's own default period per loader).
+    # dots3note reads the flags too but gets a memory of its own, without that assertion.
+    ("llama-model.cpp", "hparams.is_swa_any()",
+     ["gemma4", "granite_swa", "maple", "mimo2", "spark2_5", "step35"], SWA("Flags", "Always")),
+    ("llama-model.cpp", "hparams.is_swa_any()", ["cohere2", "exaone_moe", "muse_glimmer"],
+     SWA("Period(4, false)", "Always")),
+    ("llama-model.cpp", "hparams.is_swa_any()", ["cohere2moe"], SWA("Period(4, true)", "Always")),
+    ("llama-model.cpp", "hparams.is_swa_any()", ["gemma2", "openai_moe"], SWA("Period(2, false)", "Always")),
+    ("llama-model.cpp", "hparams.is_swa_any()", ["gemma3n"], SWA("Period(5, false)", "Always")),
+    ("llama-model.cpp", "hparams.is_swa_any()", ["afmoe", "mellum", "olmo2"], SWA("Period(4, false)", "Window")),
+    ("llama-model.cpp", "hparams.is_swa_any()", ["laguna", "smallthinker"], SWA("Period(4, true)", "Window")),
+    ("llama-model.cpp", "hparams.is_swa_any()", ["gemma3"], SWA("Period(6, false)", "Window")),
+    ("llama-model.cpp", "hparams.is_swa_any()", ["plamo3"], SWA("Period(8, false)", "Window")),
+    ("llama-model.cpp", "hparams.is_swa_any()", ["llama4"], SWA("Period(4, false)", "WindowNotZero")),
+    ("llama-model.cpp", "hparams.is_swa_any()", ["exaone4"], SWA("Period(4, false)", "Blocks(64)")),
+    # Gemma 4 shares the KV of its last shared_kv_layers blocks with earlier ones.
+    ("llama-model.cpp", "hparams.n_layer_kv_from_start >= 2", ["gemma4"],
+     [f'Need::Leaves({BLOCKS}, {K("attention.shared_kv_layers", 0)}, 2)']),
+    # Integer divisions by a header value: a zero divisor is SIGFPE, not even an assertion.
+    ("qwen3next.cpp", "code:(i + 1) % full_attn_interval", ["qwen3next"],
+     [f'Need::EveryNth("{RECURRENT_FLAGS}", {EVERY(4)})']),
+    ("qwen35.cpp", "code:(i + 1) % full_attn_interval", ["qwen35"],
+     [f'Need::EveryNth("{RECURRENT_FLAGS}", {EVERY(4)})']),
+    ("qwen35moe.cpp", "code:(i + 1) % full_attn_interval", ["qwen35moe"],
+     [f'Need::EveryNth("{RECURRENT_FLAGS}", {EVERY(4)})']),
+    ("minimax-01.cpp", "code:(i + 1) % full_attn_interval", ["minimax_01"],
+     [f'Need::EveryNth("{RECURRENT_FLAGS}", {EVERY(8)})']),
+    ("rwkv6-base.cpp", "code:n_embd / head_size", ["rwkv6", "rwkv6qwen2"], [f"Need::Min({HEAD_SIZE_RWKV}, 1)"]),
+    ("rwkv7-base.cpp", "code:n_embd / head_size", ["rwkv7", "arwkv7"], [f"Need::Min({HEAD_SIZE_RWKV}, 1)"]),
+    ("llama-model.cpp", "code:hparams.n_head(il) / hparams.dsv4_o_group_count", ["deepseek4"],
+     [f'Need::Min({K("attention.output_group_count")}, 1)']),
+    # RWKV6: key-value heads that group the n_embd / head_size heads.
+    ("rwkv6-base.cpp", "n_head % n_head_kv == 0", ["rwkv6", "rwkv6qwen2"],
+     [f'Need::DividesQuotient({K("embedding_length")}, {HEAD_SIZE_RWKV}, {K("attention.head_count_kv", "attention.head_count")})']),
+    # Kimi delta attention gates (Bailing MoE 3).
+    ("bailingmoe3.cpp", "hparams.kda_safe_gate", ["bailingmoe3"], [f'Need::FlagIs({FLAG("kda.safe_gate", True)}, true)']),
+    ("bailingmoe3.cpp", "hparams.kda_gate_lower_bound < 0.0f", ["bailingmoe3"],
+     [f'Need::FloatBelow({FK("kda.gate_lower_bound")}, 0.0)']),
+    # HRM-Text: block_count is the expanded cache-slot count.
+    ("hrm-text.cpp", "hparams.n_hrm_layers_per_stack > 0", ["hrm_text"], [f"Need::Min({HRM[0]}, 1)"]),
+    ("hrm-text.cpp", "hparams.n_hrm_h_cycles > 0", ["hrm_text"], [f"Need::Min({HRM[1]}, 1)"]),
+    ("hrm-text.cpp", "hparams.n_hrm_l_cycles > 0", ["hrm_text"], [f"Need::Min({HRM[2]}, 1)"]),
+    ("hrm-text.cpp", "hparams.n_layer() == n_slot", ["hrm_text"],
+     [f"Need::Cycles({HRM[0]}, {HRM[1]}, {HRM[2]}, {BLOCKS})"]),
+    # Nanbeige loops its blocks num_loops times.
+    ("nanbeige.cpp", "n_loops_u >= 1", ["nanbeige"], [f"Need::Min({LOOPS}, 1)"]),
+    ("nanbeige.cpp", "(size_t) n_layer_phys * (size_t) n_loops_u <= (size_t) LLAMA_MAX_LAYERS", ["nanbeige"],
+     [f"Need::ProductAtMost({BLOCKS}, {LOOPS}, {MAX_LAYERS})"]),
+    # GLM5-Next: the k-pool indexer, four hyper-connection streams, nope-only MLA.
+    ("glm5-next.cpp", "hparams.indexer_kpool > 1 && hparams.indexer_top_k % hparams.indexer_kpool == 0", ["glm5_next"],
+     [f"Need::Min({KPOOL}, 2)", f'Need::Divides({K("attention.indexer.top_k")}, {KPOOL})']),
+    ("glm5-next.cpp", 'hparams.dsv4_hc_mult == 4 && "mHC with hc_mult != 4 is not supported"', ["glm5_next"],
+     [f'Need::Is({K("hyper_connection.count")}, 4)']),
+    ("glm5-next.cpp", 'hparams.n_rot() == 0 && "GLM5-Next MLA is nope-only"', ["glm5_next"], [f"Need::Is({ROPE}, 0)"]),
+    # MiniMax-M3 sparse attention.
+    ("minimax-m3.cpp", "hparams.indexer_block_size > 0", ["minimax_m3"],
+     [f'Need::Min({K("attention.indexer.block_size")}, 1)']),
+    ("minimax-m3.cpp", 'HKV == Hd && "MSA: one indexer head per GQA group"', ["minimax_m3"],
+     [f'Need::Equal({KV_HEADS}, {K("attention.indexer.head_count")})']),
+    # DeepSeek-V4.
+    ("deepseek4.cpp", "n_compress_ratios <= LLAMA_MAX_LAYERS", ["deepseek4"],
+     [f'Need::MaxLength({K("attention.compress_ratios")}, {MAX_LAYERS})']),
+    ("deepseek4.cpp", "hc == 4", ["deepseek4"], [f'Need::Is({K("hyper_connection.count")}, 4)']),
+    ("deepseek4.cpp", "n_embd_head == n_embd_head_v", ["deepseek4"], [f"Need::Equal({VALUE_LEN}, {KEY_LEN})"]),
+    ("glm5-next.cpp", "hc == 4", ["glm5_next"], [f'Need::Is({K("hyper_connection.count")}, 4)']),
+    ("deepseek4.cpp", "n_embd_head >= n_embd_head_rope", ["deepseek4"], [f"Need::AtMost({ROPE}, {KEY_LEN})"]),
+    ("deepseek4.cpp", "n_embd_indexer_head >= n_embd_indexer_head_rope", ["deepseek4"],
+     [f"Need::AtMost({ROPE}, {INDEXER_K})"]),
+    ("deepseek4.cpp", "n_head % n_groups == 0", ["deepseek4"],
+     [f'Need::Divides({K("attention.head_count")}, {K("attention.output_group_count")})']),
+    # DeepSeek-OCR rotates with a fixed base; acap never overrides the model's.
+    ("deepseek2.cpp", "fabs(freq_base - 10000.0) < 1e-4", ["deepseek2ocr"],
+     [f'Need::FloatNear({FK("rope.freq_base", 10000.0)}, 10000.0, 1e-4)']),
+    # Jina-BERT-v2 stores a gated feed-forward as one ffn_up of twice the rows.
+    ("jina-bert-v2.cpp", "n_ffn_up == n_ff || n_ffn_up == n_ff * 2", ["jina_bert_v2"],
+     [f'Need::FfnUpRows({K("feed_forward_length", 0)})']),
 ]
 
 # Assertions on header values that acap does not check natively yet, by file (every assertion
 # of the file not covered above), with the reason. Models of these architectures load with a
 # warning naming what is not pre-checked.
 UNCHECKED = {
-    "bailingmoe3.cpp": (["bailingmoe3"], "the KDA gate keys (a bool and a float bound)"),
-    "deepseek2.cpp": (["deepseek2ocr"], "the rope base of 10000 (a float, also a context setting)"),
-    "deepseek4.cpp": (["deepseek4", "dflash"], "compress ratios, hyper-connection width, grouped output heads"),
-    "dflash.cpp": (["dflash"], "draft-model block and group settings"),
-    "glm5-next.cpp": (["glm5_next"], "indexer pooling, hyper-connection width, nope-only MLA"),
-    "hrm-text.cpp": (["hrm_text"], "the HRM stack and cycle counts"),
-    "jina-bert-v2.cpp": (["jina_bert_v2"], "ffn_up's width against feed_forward_length (from the tensor)"),
-    "minimax-m3.cpp": (["minimax_m3"], "the sparse-attention indexer block size and heads"),
-    "nanbeige.cpp": (["nanbeige"], "the loop count times the layer count"),
-    "qwen4exp.cpp": (["qwen4exp"], "compress ratios against the pooling size"),
-    "rwkv6-base.cpp": (["rwkv6", "rwkv6qwen2"], "head_count_kv dividing embedding_length / wkv.head_size"),
-    "spark2-5.cpp": (["spark2_5"], "the sliding-window type"),
+    # A speculative-decoding draft model: its DSpark stage reaches deepseek4.cpp's graph
+    # helpers too, when hyper_connection.count > 0, which those rows do not cover for it.
+    "dflash.cpp": (["dflash"], "draft-model (DFlash / DSpark) block, group and window settings"),
+}
+
+# Assertions that hold by construction whatever the header says, with why.
+BY_CONSTRUCTION = {
+    ("qwen4exp.cpp", "hparams.dsv4_compress_ratios[il] == kpool"):
+        "the loader sets kpool to the one non-zero ratio (throwing on two) and this runs for those layers",
+    ("spark2-5.cpp", "hparams.swa_type == LLAMA_SWA_TYPE_STANDARD"): "the loader sets swa_type to it",
+    ("deepseek4.cpp", "hparams.is_swa(il)"): "set_swa_pattern(0) makes every trunk block a sliding-window one",
 }
 
 # Kinds of assertion no header value reaches on acap's path, with why.
@@ -312,24 +431,53 @@ def classify(src, class_archs, bases):
                     out.update(names)
         return sorted(out)
 
+    # The architectures llama.cpp gives a hybrid memory (llm_arch_is_hybrid): a class that
+    # reaches a hybrid row may have subclasses that are not hybrid (clef, of qwen35).
+    arch_src = (src / "llama-arch.cpp").read_text()
+    names = dict(re.findall(r'\{\s*(LLM_ARCH_\w+)\s*,\s*"([^"]+)"\s*\}', arch_src))
+    is_hybrid = arch_src[arch_src.index("bool llm_arch_is_hybrid("):]
+    hybrid = {names[a] for a in re.findall(r"case\s+(LLM_ARCH_\w+)\s*:", is_hybrid[:is_hybrid.index("default:")])}
+
+    # The architectures llama.cpp gives no memory at all (the first cases of create_memory):
+    # no KV cache, so no sliding-window assertion (gemma-embedding, of gemma3).
+    model_src = (src / "llama-model.cpp").read_text()
+    create = model_src[model_src.index("llama_model::create_memory("):]
+    no_memory = {names[a] for a in re.findall(r"case\s+(LLM_ARCH_\w+)\s*:", create[:create.index("res = nullptr")])}
+
     rows, used, problems = [], set(), []
     flat = {}  # file outside src/models -> its text on one line, read once
 
-    def in_flat(f, cond):
+    def flat_text(f):
         if f not in flat:
-            path = src / f if f == "llama-model.cpp" else src.parent / f
+            path = src / f if f == "llama-model.cpp" else src.parent / f if "/" in f else src / "models" / f
             flat[f] = " ".join(path.read_text().split())
-        return f"GGML_ASSERT({cond})" in flat[f]
+        return flat[f]
 
     conds = {}
     for f, line, enclosing, cond in model_asserts(src):
         conds.setdefault((f, cond), []).append((line, enclosing))
     for f, cond, classes, needs in ARCH_CHECKS:
-        found = in_flat(f, cond) if f == "llama-model.cpp" or "/" in f else (f, cond) in conds
+        if cond.startswith("code:"):
+            # Not an assertion: code that kills the process on a bad value (a division).
+            found = cond[5:] in flat_text(f)
+            source = f"{f}: {cond[5:]} (an integer division: a zero divisor kills the process, SIGFPE)"
+        else:
+            found = (f"GGML_ASSERT({cond})" in flat_text(f) if f == "llama-model.cpp" or "/" in f
+                     else (f, cond) in conds)
+            source = f"{f}: GGML_ASSERT({cond})"
         if not found:
-            problems.append(f"{f}: GGML_ASSERT({cond}) is checked but no longer in the vendored source")
+            problems.append(f"{source}: checked but no longer in the vendored source")
         used.add((f, cond))
-        rows.append((archs_of(classes), f"{f}: GGML_ASSERT({cond})", needs))
+        archs = archs_of(classes)
+        if any(n.startswith("Need::Hybrid(") for n in needs):
+            archs = [a for a in archs if a in hybrid]
+        if any(n.startswith("Need::SomeSwa(") for n in needs):
+            archs = [a for a in archs if a not in hybrid and a not in no_memory]
+        rows.append((archs, source, needs))
+    for key in BY_CONSTRUCTION:
+        if key not in conds:
+            problems.append(f"{key[0]}: GGML_ASSERT({key[1]}) is in BY_CONSTRUCTION but no longer in the source")
+        used.add(key)
     unchecked = {}
     for (f, cond), where in sorted(conds.items()):
         if (f, cond) in used:
@@ -362,7 +510,7 @@ def render_arch(rows, unchecked, version):
 //! `scripts/hparam-asserts.py` from the vendored llama.cpp of llama-cpp-sys-2 {version}; do not
 //! edit: the checks are written in the script's ARCH_CHECKS, one row per assertion).
 
-use super::arch_rules::{{ArchAssert, Need, Unchecked, or_head_size, or_int, or_key, required}};
+{{imports}}
 
 /// Assertions checked natively: the architectures that reach each, the assertion as written
 /// in the vendored source, and what it asks of the GGUF keys.
@@ -381,6 +529,10 @@ pub(super) const UNCHECKED: &[Unchecked] = &[
         out.append(f"    Unchecked {{\n        archs: {strs(archs)},\n        file: \"{f}\",\n"
                    f"        what: {json.dumps(why)},\n        asserts: {len(conds)},\n    }},\n")
     out.append("];\n")
+    body = "".join(out)
+    used = [n for n in ["ArchAssert", "Layers", "Need", "SwaPattern", "SwaWhen", "Unchecked", "flag", "float_key", "or_head_size", "or_int",
+                        "or_key", "required"] if re.search(rf"\b{n}(\(|::| \{{)", body.split("{imports}", 1)[1])]
+    out = [body.replace("{imports}", f"use super::arch_rules::{{{', '.join(used)}}};")]
     # Written as rustfmt writes it, so that `cargo fmt --check` and `--check` agree.
     return subprocess.run(["rustfmt", "--edition", "2024", "--emit", "stdout"], input="".join(out),
                           check=True, capture_output=True, text=True).stdout

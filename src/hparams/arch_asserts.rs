@@ -2,7 +2,10 @@
 //! `scripts/hparam-asserts.py` from the vendored llama.cpp of llama-cpp-sys-2 0.1.161; do not
 //! edit: the checks are written in the script's ARCH_CHECKS, one row per assertion).
 
-use super::arch_rules::{ArchAssert, Need, Unchecked, or_head_size, or_int, or_key, required};
+use super::arch_rules::{
+    ArchAssert, Layers, Need, SwaPattern, SwaWhen, Unchecked, flag, float_key, or_head_size,
+    or_int, or_key, required,
+};
 
 /// Assertions checked natively: the architectures that reach each, the assertion as written
 /// in the vendored source, and what it asks of the GGUF keys.
@@ -426,94 +429,349 @@ pub(super) const ARCH_ASSERTS: &[ArchAssert] = &[
     },
     ArchAssert {
         archs: &[
+            "bailingmoe3",
+            "glm5-next",
             "granitehybrid",
             "jamba",
+            "kimi-k3",
             "kimi-linear",
             "lfm2",
             "lfm2moe",
             "plamo2",
         ],
         source: "ggml/src/ggml-backend.cpp: GGML_ASSERT(buffer)",
-        needs: &[Need::SomeZero(
+        needs: &[Need::Hybrid(
+            Layers::NoKvHeads(or_key("attention.head_count_kv", "attention.head_count")),
+            required("block_count"),
+            or_int("nextn_predict_layers", 0),
+        )],
+    },
+    ArchAssert {
+        archs: &["nemotron_h", "nemotron_h_moe"],
+        source: "ggml/src/ggml-backend.cpp: GGML_ASSERT(buffer)",
+        needs: &[Need::Hybrid(
+            Layers::NoKvHeadsNoFfn(
+                or_key("attention.head_count_kv", "attention.head_count"),
+                or_int("feed_forward_length", 0),
+            ),
+            required("block_count"),
+            or_int("nextn_predict_layers", 0),
+        )],
+    },
+    ArchAssert {
+        archs: &["qwen35", "qwen35moe", "qwen3next", "qwen4exp"],
+        source: "ggml/src/ggml-backend.cpp: GGML_ASSERT(buffer)",
+        needs: &[Need::Hybrid(
+            Layers::Interval(
+                "attention.recurrent_layers",
+                or_int("full_attention_interval", 4),
+            ),
+            required("block_count"),
+            or_int("nextn_predict_layers", 0),
+        )],
+    },
+    ArchAssert {
+        archs: &["minimax-01"],
+        source: "ggml/src/ggml-backend.cpp: GGML_ASSERT(buffer)",
+        needs: &[Need::Hybrid(
+            Layers::Interval(
+                "attention.recurrent_layers",
+                or_int("full_attention_interval", 8),
+            ),
+            required("block_count"),
+            or_int("nextn_predict_layers", 0),
+        )],
+    },
+    ArchAssert {
+        archs: &[
+            "gemma4",
+            "granite_swa",
+            "maple",
+            "mimo2",
+            "spark2_5",
+            "step35",
+        ],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(SwaPattern::Flags, SwaWhen::Always)],
+    },
+    ArchAssert {
+        archs: &["cohere2", "exaone-moe", "muse-glimmer"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(SwaPattern::Period(4, false), SwaWhen::Always)],
+    },
+    ArchAssert {
+        archs: &["cohere2moe"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(SwaPattern::Period(4, true), SwaWhen::Always)],
+    },
+    ArchAssert {
+        archs: &["gemma2", "gpt-oss"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(SwaPattern::Period(2, false), SwaWhen::Always)],
+    },
+    ArchAssert {
+        archs: &["gemma3n"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(SwaPattern::Period(5, false), SwaWhen::Always)],
+    },
+    ArchAssert {
+        archs: &["afmoe", "mellum", "olmo2"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(SwaPattern::Period(4, false), SwaWhen::Window)],
+    },
+    ArchAssert {
+        archs: &["laguna", "smallthinker"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(SwaPattern::Period(4, true), SwaWhen::Window)],
+    },
+    ArchAssert {
+        archs: &["gemma3"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(SwaPattern::Period(6, false), SwaWhen::Window)],
+    },
+    ArchAssert {
+        archs: &["plamo3"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(SwaPattern::Period(8, false), SwaWhen::Window)],
+    },
+    ArchAssert {
+        archs: &["llama4"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(
+            SwaPattern::Period(4, false),
+            SwaWhen::WindowNotZero,
+        )],
+    },
+    ArchAssert {
+        archs: &["exaone4"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.is_swa_any())",
+        needs: &[Need::SomeSwa(
+            SwaPattern::Period(4, false),
+            SwaWhen::Blocks(64),
+        )],
+    },
+    ArchAssert {
+        archs: &["gemma4"],
+        source: "llama-model.cpp: GGML_ASSERT(hparams.n_layer_kv_from_start >= 2)",
+        needs: &[Need::Leaves(
+            required("block_count"),
+            or_int("attention.shared_kv_layers", 0),
+            2,
+        )],
+    },
+    ArchAssert {
+        archs: &["qwen3next"],
+        source: "qwen3next.cpp: (i + 1) % full_attn_interval (an integer division: a zero divisor kills the process, SIGFPE)",
+        needs: &[Need::EveryNth(
+            "attention.recurrent_layers",
+            or_int("full_attention_interval", 4),
+        )],
+    },
+    ArchAssert {
+        archs: &["clef", "qwen35"],
+        source: "qwen35.cpp: (i + 1) % full_attn_interval (an integer division: a zero divisor kills the process, SIGFPE)",
+        needs: &[Need::EveryNth(
+            "attention.recurrent_layers",
+            or_int("full_attention_interval", 4),
+        )],
+    },
+    ArchAssert {
+        archs: &["qwen35moe"],
+        source: "qwen35moe.cpp: (i + 1) % full_attn_interval (an integer division: a zero divisor kills the process, SIGFPE)",
+        needs: &[Need::EveryNth(
+            "attention.recurrent_layers",
+            or_int("full_attention_interval", 4),
+        )],
+    },
+    ArchAssert {
+        archs: &["minimax-01"],
+        source: "minimax-01.cpp: (i + 1) % full_attn_interval (an integer division: a zero divisor kills the process, SIGFPE)",
+        needs: &[Need::EveryNth(
+            "attention.recurrent_layers",
+            or_int("full_attention_interval", 8),
+        )],
+    },
+    ArchAssert {
+        archs: &["rwkv6", "rwkv6qwen2"],
+        source: "rwkv6-base.cpp: n_embd / head_size (an integer division: a zero divisor kills the process, SIGFPE)",
+        needs: &[Need::Min(required("wkv.head_size"), 1)],
+    },
+    ArchAssert {
+        archs: &["arwkv7", "rwkv7"],
+        source: "rwkv7-base.cpp: n_embd / head_size (an integer division: a zero divisor kills the process, SIGFPE)",
+        needs: &[Need::Min(required("wkv.head_size"), 1)],
+    },
+    ArchAssert {
+        archs: &["deepseek4"],
+        source: "llama-model.cpp: hparams.n_head(il) / hparams.dsv4_o_group_count (an integer division: a zero divisor kills the process, SIGFPE)",
+        needs: &[Need::Min(required("attention.output_group_count"), 1)],
+    },
+    ArchAssert {
+        archs: &["rwkv6", "rwkv6qwen2"],
+        source: "rwkv6-base.cpp: GGML_ASSERT(n_head % n_head_kv == 0)",
+        needs: &[Need::DividesQuotient(
+            required("embedding_length"),
+            required("wkv.head_size"),
             or_key("attention.head_count_kv", "attention.head_count"),
+        )],
+    },
+    ArchAssert {
+        archs: &["bailingmoe3"],
+        source: "bailingmoe3.cpp: GGML_ASSERT(hparams.kda_safe_gate)",
+        needs: &[Need::FlagIs(flag("kda.safe_gate", true), true)],
+    },
+    ArchAssert {
+        archs: &["bailingmoe3"],
+        source: "bailingmoe3.cpp: GGML_ASSERT(hparams.kda_gate_lower_bound < 0.0f)",
+        needs: &[Need::FloatBelow(
+            float_key("kda.gate_lower_bound", None),
+            0.0,
+        )],
+    },
+    ArchAssert {
+        archs: &["hrm_text"],
+        source: "hrm-text.cpp: GGML_ASSERT(hparams.n_hrm_layers_per_stack > 0)",
+        needs: &[Need::Min(required("hrm.layers_per_stack"), 1)],
+    },
+    ArchAssert {
+        archs: &["hrm_text"],
+        source: "hrm-text.cpp: GGML_ASSERT(hparams.n_hrm_h_cycles > 0)",
+        needs: &[Need::Min(required("hrm.h_cycles"), 1)],
+    },
+    ArchAssert {
+        archs: &["hrm_text"],
+        source: "hrm-text.cpp: GGML_ASSERT(hparams.n_hrm_l_cycles > 0)",
+        needs: &[Need::Min(required("hrm.l_cycles"), 1)],
+    },
+    ArchAssert {
+        archs: &["hrm_text"],
+        source: "hrm-text.cpp: GGML_ASSERT(hparams.n_layer() == n_slot)",
+        needs: &[Need::Cycles(
+            required("hrm.layers_per_stack"),
+            required("hrm.h_cycles"),
+            required("hrm.l_cycles"),
             required("block_count"),
         )],
+    },
+    ArchAssert {
+        archs: &["nanbeige"],
+        source: "nanbeige.cpp: GGML_ASSERT(n_loops_u >= 1)",
+        needs: &[Need::Min(or_int("num_loops", 1), 1)],
+    },
+    ArchAssert {
+        archs: &["nanbeige"],
+        source: "nanbeige.cpp: GGML_ASSERT((size_t) n_layer_phys * (size_t) n_loops_u <= (size_t) LLAMA_MAX_LAYERS)",
+        needs: &[Need::ProductAtMost(
+            required("block_count"),
+            or_int("num_loops", 1),
+            512,
+        )],
+    },
+    ArchAssert {
+        archs: &["glm5-next"],
+        source: "glm5-next.cpp: GGML_ASSERT(hparams.indexer_kpool > 1 && hparams.indexer_top_k % hparams.indexer_kpool == 0)",
+        needs: &[
+            Need::Min(required("attention.indexer.kpool"), 2),
+            Need::Divides(
+                required("attention.indexer.top_k"),
+                required("attention.indexer.kpool"),
+            ),
+        ],
+    },
+    ArchAssert {
+        archs: &["glm5-next"],
+        source: "glm5-next.cpp: GGML_ASSERT(hparams.dsv4_hc_mult == 4 && \"mHC with hc_mult != 4 is not supported\")",
+        needs: &[Need::Is(required("hyper_connection.count"), 4)],
+    },
+    ArchAssert {
+        archs: &["glm5-next"],
+        source: "glm5-next.cpp: GGML_ASSERT(hparams.n_rot() == 0 && \"GLM5-Next MLA is nope-only\")",
+        needs: &[Need::Is(
+            or_key("rope.dimension_count", "attention.key_length"),
+            0,
+        )],
+    },
+    ArchAssert {
+        archs: &["minimax-m3"],
+        source: "minimax-m3.cpp: GGML_ASSERT(hparams.indexer_block_size > 0)",
+        needs: &[Need::Min(required("attention.indexer.block_size"), 1)],
+    },
+    ArchAssert {
+        archs: &["minimax-m3"],
+        source: "minimax-m3.cpp: GGML_ASSERT(HKV == Hd && \"MSA: one indexer head per GQA group\")",
+        needs: &[Need::Equal(
+            or_key("attention.head_count_kv", "attention.head_count"),
+            required("attention.indexer.head_count"),
+        )],
+    },
+    ArchAssert {
+        archs: &["deepseek4"],
+        source: "deepseek4.cpp: GGML_ASSERT(n_compress_ratios <= LLAMA_MAX_LAYERS)",
+        needs: &[Need::MaxLength(required("attention.compress_ratios"), 512)],
+    },
+    ArchAssert {
+        archs: &["deepseek4"],
+        source: "deepseek4.cpp: GGML_ASSERT(hc == 4)",
+        needs: &[Need::Is(required("hyper_connection.count"), 4)],
+    },
+    ArchAssert {
+        archs: &["deepseek4"],
+        source: "deepseek4.cpp: GGML_ASSERT(n_embd_head == n_embd_head_v)",
+        needs: &[Need::Equal(
+            or_head_size("attention.value_length"),
+            or_head_size("attention.key_length"),
+        )],
+    },
+    ArchAssert {
+        archs: &["glm5-next"],
+        source: "glm5-next.cpp: GGML_ASSERT(hc == 4)",
+        needs: &[Need::Is(required("hyper_connection.count"), 4)],
+    },
+    ArchAssert {
+        archs: &["deepseek4"],
+        source: "deepseek4.cpp: GGML_ASSERT(n_embd_head >= n_embd_head_rope)",
+        needs: &[Need::AtMost(
+            or_key("rope.dimension_count", "attention.key_length"),
+            or_head_size("attention.key_length"),
+        )],
+    },
+    ArchAssert {
+        archs: &["deepseek4"],
+        source: "deepseek4.cpp: GGML_ASSERT(n_embd_indexer_head >= n_embd_indexer_head_rope)",
+        needs: &[Need::AtMost(
+            or_key("rope.dimension_count", "attention.key_length"),
+            required("attention.indexer.key_length"),
+        )],
+    },
+    ArchAssert {
+        archs: &["deepseek4"],
+        source: "deepseek4.cpp: GGML_ASSERT(n_head % n_groups == 0)",
+        needs: &[Need::Divides(
+            required("attention.head_count"),
+            required("attention.output_group_count"),
+        )],
+    },
+    ArchAssert {
+        archs: &["deepseek2-ocr"],
+        source: "deepseek2.cpp: GGML_ASSERT(fabs(freq_base - 10000.0) < 1e-4)",
+        needs: &[Need::FloatNear(
+            float_key("rope.freq_base", Some(10000.0)),
+            10000.0,
+            1e-4,
+        )],
+    },
+    ArchAssert {
+        archs: &["jina-bert-v2"],
+        source: "jina-bert-v2.cpp: GGML_ASSERT(n_ffn_up == n_ff || n_ffn_up == n_ff * 2)",
+        needs: &[Need::FfnUpRows(or_int("feed_forward_length", 0))],
     },
 ];
 
 /// Assertions on header values not checked natively yet: a model of these architectures loads
 /// with a warning that names them.
-pub(super) const UNCHECKED: &[Unchecked] = &[
-    Unchecked {
-        archs: &["bailingmoe3"],
-        file: "bailingmoe3.cpp",
-        what: "the KDA gate keys (a bool and a float bound)",
-        asserts: 2,
-    },
-    Unchecked {
-        archs: &["deepseek2-ocr"],
-        file: "deepseek2.cpp",
-        what: "the rope base of 10000 (a float, also a context setting)",
-        asserts: 1,
-    },
-    Unchecked {
-        archs: &["deepseek4", "dflash"],
-        file: "deepseek4.cpp",
-        what: "compress ratios, hyper-connection width, grouped output heads",
-        asserts: 7,
-    },
-    Unchecked {
-        archs: &["dflash"],
-        file: "dflash.cpp",
-        what: "draft-model block and group settings",
-        asserts: 4,
-    },
-    Unchecked {
-        archs: &["glm5-next"],
-        file: "glm5-next.cpp",
-        what: "indexer pooling, hyper-connection width, nope-only MLA",
-        asserts: 4,
-    },
-    Unchecked {
-        archs: &["hrm_text"],
-        file: "hrm-text.cpp",
-        what: "the HRM stack and cycle counts",
-        asserts: 4,
-    },
-    Unchecked {
-        archs: &["jina-bert-v2"],
-        file: "jina-bert-v2.cpp",
-        what: "ffn_up's width against feed_forward_length (from the tensor)",
-        asserts: 1,
-    },
-    Unchecked {
-        archs: &["minimax-m3"],
-        file: "minimax-m3.cpp",
-        what: "the sparse-attention indexer block size and heads",
-        asserts: 2,
-    },
-    Unchecked {
-        archs: &["nanbeige"],
-        file: "nanbeige.cpp",
-        what: "the loop count times the layer count",
-        asserts: 2,
-    },
-    Unchecked {
-        archs: &["qwen4exp"],
-        file: "qwen4exp.cpp",
-        what: "compress ratios against the pooling size",
-        asserts: 1,
-    },
-    Unchecked {
-        archs: &["rwkv6", "rwkv6qwen2"],
-        file: "rwkv6-base.cpp",
-        what: "head_count_kv dividing embedding_length / wkv.head_size",
-        asserts: 1,
-    },
-    Unchecked {
-        archs: &["spark2_5"],
-        file: "spark2-5.cpp",
-        what: "the sliding-window type",
-        asserts: 1,
-    },
-];
+pub(super) const UNCHECKED: &[Unchecked] = &[Unchecked {
+    archs: &["dflash"],
+    file: "dflash.cpp",
+    what: "draft-model (DFlash / DSpark) block, group and window settings",
+    asserts: 4,
+}];

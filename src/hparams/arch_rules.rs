@@ -3,7 +3,8 @@
 //! `GGML_ASSERT` of a graph builder or loader needs. An assertion aborts the whole process (a
 //! C program embedding acap included), so a value that would fail one is refused here first.
 
-use super::{BadHparam, Metadata, ints};
+use super::{BadHparam, Metadata, float, ints, shown};
+use acap_gguf::Value;
 
 /// What llama.cpp takes for a key the file does not have.
 pub(super) enum Fallback {
@@ -57,6 +58,62 @@ pub(super) const fn or_head_size(suffix: &'static str) -> Key {
     }
 }
 
+/// A boolean GGUF key, `{arch}.{suffix}`, and what llama.cpp takes when the file lacks it.
+pub(super) struct Flag {
+    suffix: &'static str,
+    default: bool,
+}
+
+/// A boolean key that is `default` when absent.
+pub(super) const fn flag(suffix: &'static str, default: bool) -> Flag {
+    Flag { suffix, default }
+}
+
+/// A float GGUF key, `{arch}.{suffix}`; `default` is `None` where llama.cpp requires it.
+pub(super) struct FloatKey {
+    suffix: &'static str,
+    default: Option<f64>,
+}
+
+/// A float key that is `default` when absent (`None`: llama.cpp requires it).
+pub(super) const fn float_key(suffix: &'static str, default: Option<f64>) -> FloatKey {
+    FloatKey { suffix, default }
+}
+
+/// How a hybrid model's blocks split into recurrent and attention blocks (llama.cpp's
+/// `is_recr` and the layer filters of its hybrid memory).
+pub(super) enum Layers {
+    /// Blocks with 0 in the key (`attention.head_count_kv`) are recurrent, the rest attention.
+    NoKvHeads(Key),
+    /// Nemotron-H: blocks with neither key-value heads (the first) nor a feed-forward (the
+    /// second) are recurrent, those with key-value heads and no feed-forward attention, the
+    /// rest MLP blocks.
+    NoKvHeadsNoFfn(Key, Key),
+    /// `{arch}.{suffix}` (a flag per block) marks the recurrent blocks when present; else each
+    /// block but every `full_attention_interval`-th (the key) is recurrent.
+    Interval(&'static str, Key),
+}
+
+/// Where a sliding-window model's per-block window flags come from.
+pub(super) enum SwaPattern {
+    /// `attention.sliding_window_pattern` as an array of flags (llama.cpp requires it).
+    Flags,
+    /// The flags array, else a period from that key as an integer (else this default):
+    /// llama.cpp's `set_swa_pattern(n, dense_first)` over the trunk's blocks.
+    Period(i64, bool),
+}
+
+/// When a model's loader turns sliding-window attention on.
+pub(super) enum SwaWhen {
+    Always,
+    /// `attention.sliding_window` is above 0 (absent is 0).
+    Window,
+    /// `attention.sliding_window` is absent or above 0.
+    WindowNotZero,
+    /// The trunk has this many blocks (EXAONE 4.0 32B).
+    Blocks(i64),
+}
+
 /// What one assertion needs of the keys.
 pub(super) enum Need {
     /// The key (each element of an array) is at least this.
@@ -77,9 +134,37 @@ pub(super) enum Need {
     Below(Key, Key),
     /// The first is at most the second.
     AtMost(Key, Key),
-    /// Some block of the second's count has 0 in the first (a per-block array, or a scalar
-    /// for all blocks): a hybrid model's recurrent layers.
-    SomeZero(Key, Key),
+    /// A hybrid model has both a recurrent and an attention block among its trunk's blocks
+    /// (the first key's count less the second's, the `nextn_predict_layers`): without one of
+    /// the two kinds its memory has no buffer for that kind's graph inputs, and setting them
+    /// aborts at the first decode.
+    Hybrid(Layers, Key, Key),
+    /// Where `{arch}.{suffix}` (the recurrent-block flags) is absent, the key (the interval
+    /// llama.cpp takes the block index modulo) is at least 1.
+    EveryNth(&'static str, Key),
+    /// Where sliding-window attention is on, some block uses it (llama.cpp's `is_swa_any`).
+    SomeSwa(SwaPattern, SwaWhen),
+    /// The first less the second is at least this.
+    Leaves(Key, Key, i64),
+    /// The flag is this.
+    FlagIs(Flag, bool),
+    /// The float is below this (a NaN is not).
+    FloatBelow(FloatKey, f64),
+    /// The float is within the tolerance of this.
+    FloatNear(FloatKey, f64, f64),
+    /// The fourth is first x second x (third + 1): HRM's cache slots, layers per stack x high
+    /// cycles x (low cycles + 1).
+    Cycles(Key, Key, Key, Key),
+    /// The product of the two is at most this.
+    ProductAtMost(Key, Key, i64),
+    /// The array has at most this many elements.
+    MaxLength(Key, i64),
+    /// The third (key-value heads) is 0, or divides first / second (the head count, from a
+    /// width and a head size at least 1).
+    DividesQuotient(Key, Key, Key),
+    /// Each block's `blk.N.ffn_up.weight` has the key's rows or twice them (a gated
+    /// feed-forward stored as one tensor).
+    FfnUpRows(Key),
     /// When the third is below the fourth, the first is at least the minimum (MoE blocks
     /// from `leading_dense_block_count` on need experts).
     MinWhenBelow(Key, i64, Key, Key),
@@ -104,13 +189,15 @@ pub(super) struct Unchecked {
 }
 
 /// A key's value as llama.cpp will hold it.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Resolved {
     /// The full key name, reported as the culprit.
     key: String,
     values: Vec<i128>,
     /// How the value came about, when not from the key itself.
     absent: Option<String>,
+    /// A float's or a flag's value, shown instead of `values`.
+    text: Option<String>,
 }
 
 impl Resolved {
@@ -119,9 +206,10 @@ impl Resolved {
     }
 
     fn shown(&self) -> String {
-        let v = match self.values.as_slice() {
-            [one] => one.to_string(),
-            many => format!("{many:?}"),
+        let v = match (&self.text, self.values.as_slice()) {
+            (Some(t), _) => t.clone(),
+            (None, [one]) => one.to_string(),
+            (None, many) => format!("{many:?}"),
         };
         match &self.absent {
             Some(how) => format!("missing ({how}: {v})"),
@@ -150,6 +238,7 @@ fn resolve(md: &Metadata<'_>, arch: &str, key: &Key) -> Option<Resolved> {
             key: format!("{arch}.embedding_length / {arch}.attention.head_count"),
             values: vec![head_size(md, arch)?],
             absent: None,
+            ..Resolved::default()
         });
     }
     if let Some(v) = md.get(&full) {
@@ -157,6 +246,7 @@ fn resolve(md: &Metadata<'_>, arch: &str, key: &Key) -> Option<Resolved> {
             key: full,
             values: ints(v)?,
             absent: None,
+            ..Resolved::default()
         });
     }
     let (values, how) = match key.fallback {
@@ -169,6 +259,7 @@ fn resolve(md: &Metadata<'_>, arch: &str, key: &Key) -> Option<Resolved> {
         Fallback::Key(other) => {
             let fallback = match other {
                 "attention.key_length" | "attention.value_length" => Fallback::HeadSize,
+                "attention.head_count" => Fallback::Int(0),
                 _ => Fallback::Required,
             };
             let r = resolve(
@@ -186,6 +277,7 @@ fn resolve(md: &Metadata<'_>, arch: &str, key: &Key) -> Option<Resolved> {
         key: full,
         values,
         absent: Some(how),
+        ..Resolved::default()
     })
 }
 
@@ -268,17 +360,111 @@ fn unmet(md: &Metadata<'_>, arch: &str, need: &Need) -> Option<(Resolved, String
                 (a, why)
             })
         }
-        Need::SomeZero(k, blocks) => {
-            let (k, blocks) = (get(k)?, get(blocks)?);
-            let n = usize::try_from(blocks.first()).unwrap_or(0);
-            let per_block = |i: usize| k.values.get(i).or(k.values.first()).copied();
-            (n > 0 && (0..n).all(|i| per_block(i) != Some(0))).then(|| {
+        Need::Hybrid(layers, blocks, nextn) => {
+            let (blocks, nextn) = (get(blocks)?, get(nextn)?);
+            hybrid(md, arch, layers, blocks.first() - nextn.first())
+        }
+        Need::EveryNth(flags, every) => {
+            if md.get(&format!("{arch}.{flags}")).is_some() {
+                return None;
+            }
+            let every = get(every)?;
+            (every.first() < 1).then(|| {
                 let why = format!(
-                    "must be 0 for at least one of the {n} blocks: the blocks without key-value \
-                     heads are this hybrid model's recurrent layers, and llama.cpp aborts on \
-                     a hybrid model without one"
+                    "must be at least 1 without {arch}.{flags}: llama.cpp takes each block's index \
+                     modulo it"
                 );
-                (k, why)
+                (every, why)
+            })
+        }
+        Need::SomeSwa(pattern, when) => some_swa(md, arch, pattern, when),
+        Need::Leaves(total, part, min) => {
+            let (total, part) = (get(total)?, get(part)?);
+            (total.first() - part.first() < i128::from(*min)).then(|| {
+                let why = format!("must leave at least {min} of {}", total.named());
+                (part, why)
+            })
+        }
+        Need::FlagIs(f, want) => {
+            let full = format!("{arch}.{}", f.suffix);
+            let (value, absent) = match md.get(&full) {
+                Some(Value::Bool(b)) => (*b, None),
+                Some(_) => return None,
+                None => (f.default, Some("llama.cpp's default".to_owned())),
+            };
+            (value != *want).then(|| {
+                let r = Resolved {
+                    key: full,
+                    absent,
+                    text: Some(value.to_string()),
+                    ..Resolved::default()
+                };
+                (r, format!("must be {want}"))
+            })
+        }
+        Need::FloatBelow(f, limit) => {
+            let (r, x) = resolve_float(md, arch, f)?;
+            // A NaN fails, as it fails the assertion.
+            (x.is_nan() || x >= *limit).then(|| (r, format!("must be below {limit}")))
+        }
+        Need::FloatNear(f, want, tol) => {
+            let (r, x) = resolve_float(md, arch, f)?;
+            let off = (x - want).abs();
+            (off.is_nan() || off >= *tol).then(|| (r, format!("must be {want} (within {tol})")))
+        }
+        Need::Cycles(a, b, c, total) => {
+            let (a, b, c, total) = (get(a)?, get(b)?, get(c)?, get(total)?);
+            let want = a.first() * b.first() * (c.first() + 1);
+            (total.first() != want).then(|| {
+                let why = format!(
+                    "must be {} x {} x ({} + 1) = {want}",
+                    a.named(),
+                    b.named(),
+                    c.named()
+                );
+                (total, why)
+            })
+        }
+        Need::ProductAtMost(a, b, max) => {
+            let (a, b) = (get(a)?, get(b)?);
+            (a.first() * b.first() > i128::from(*max)).then(|| {
+                let why = format!("times {} must be at most {max}", a.named());
+                (b, why)
+            })
+        }
+        Need::MaxLength(k, max) => {
+            let k = get(k)?;
+            let n = i128::try_from(k.values.len()).unwrap_or(i128::MAX);
+            (n > i128::from(*max)).then(|| (k, format!("must have at most {max} elements")))
+        }
+        Need::DividesQuotient(width, size, kv) => {
+            let (width, size, kv) = (get(width)?, get(size)?, get(kv)?);
+            let heads = width.first().checked_div(size.first())?;
+            let k = kv.first();
+            (k != 0 && k != heads && (k < 0 || heads % k != 0)).then(|| {
+                let why = format!(
+                    "must be 0 or divide the head count {} / {} = {heads}",
+                    width.named(),
+                    size.named()
+                );
+                (kv, why)
+            })
+        }
+        Need::FfnUpRows(n_ff) => {
+            let n_ff = get(n_ff)?;
+            md.gguf.tensors().iter().find_map(|t| {
+                let block: usize = t
+                    .name()
+                    .strip_prefix("blk.")?
+                    .strip_suffix(".ffn_up.weight")?
+                    .parse()
+                    .ok()?;
+                let rows = i128::from(*t.dims().get(1)?);
+                let ff = n_ff.values.get(block).or(n_ff.values.first()).copied()?;
+                (rows != ff && rows != 2 * ff).then(|| {
+                    let why = format!("must be {} rows of {} or twice that", t.name(), t.dims()[1]);
+                    (n_ff.clone(), why)
+                })
             })
         }
         Need::MinWhenBelow(k, min, from, blocks) => {
@@ -293,6 +479,169 @@ fn unmet(md: &Metadata<'_>, arch: &str, need: &Need) -> Option<(Resolved, String
                 (k, why)
             })
         }
+    }
+}
+
+/// A float key's value as llama.cpp will hold it; `None` where it refuses the file itself.
+fn resolve_float(md: &Metadata<'_>, arch: &str, f: &FloatKey) -> Option<(Resolved, f64)> {
+    let full = format!("{arch}.{}", f.suffix);
+    let (x, absent) = match md.get(&full) {
+        Some(v) => (float(v)?, None),
+        None => (f.default?, Some("llama.cpp's default".to_owned())),
+    };
+    let r = Resolved {
+        key: full,
+        absent,
+        text: Some(x.to_string()),
+        ..Resolved::default()
+    };
+    Some((r, x))
+}
+
+/// Which of a hybrid model's `blocks` blocks are recurrent (`Some(true)`), attention blocks
+/// (`Some(false)`) or neither (`None`), with the key that decides it.
+fn block_kinds(
+    md: &Metadata<'_>,
+    arch: &str,
+    layers: &Layers,
+    n: usize,
+) -> Option<(Resolved, Vec<Option<bool>>)> {
+    let per_block = |r: &Resolved, i: usize| r.values.get(i).or(r.values.first()).copied();
+    Some(match layers {
+        Layers::NoKvHeads(kv) => {
+            let kv = resolve(md, arch, kv)?;
+            let kinds = (0..n).map(|i| per_block(&kv, i).map(|h| h == 0)).collect();
+            (kv, kinds)
+        }
+        Layers::NoKvHeadsNoFfn(kv, ff) => {
+            let (kv, ff) = (resolve(md, arch, kv)?, resolve(md, arch, ff)?);
+            let kinds = (0..n)
+                .map(|i| match (per_block(&kv, i)?, per_block(&ff, i)?) {
+                    (h, 0) => Some(h == 0),
+                    _ => None,
+                })
+                .collect();
+            (kv, kinds)
+        }
+        Layers::Interval(flags, interval) => {
+            let full = format!("{arch}.{flags}");
+            if let Some(v) = md.get(&full) {
+                let marks = bools(v)?;
+                let kinds = (0..n)
+                    .map(|i| marks.get(i).or(marks.first()).copied())
+                    .collect();
+                let values = marks.iter().map(|&b| i128::from(b)).collect();
+                let r = Resolved {
+                    key: full,
+                    values,
+                    ..Resolved::default()
+                };
+                (r, kinds)
+            } else {
+                let every = resolve(md, arch, interval)?;
+                // A zero interval is a division by zero, refused by its own row.
+                let k = usize::try_from(every.first()).ok().filter(|&k| k > 0)?;
+                let kinds = (0..n).map(|i| Some((i + 1) % k != 0)).collect();
+                (every, kinds)
+            }
+        }
+    })
+}
+
+/// A hybrid model without a recurrent or without an attention block.
+fn hybrid(
+    md: &Metadata<'_>,
+    arch: &str,
+    layers: &Layers,
+    trunk: i128,
+) -> Option<(Resolved, String)> {
+    let n = usize::try_from(trunk).ok().filter(|&n| n > 0)?;
+    let (key, kinds) = block_kinds(md, arch, layers, n)?;
+    let lacks = if !kinds.contains(&Some(true)) {
+        "a recurrent block"
+    } else if !kinds.contains(&Some(false)) {
+        "an attention block"
+    } else {
+        return None;
+    };
+    let why = format!(
+        "leaves this hybrid model of {n} blocks without {lacks}: llama.cpp's hybrid memory then \
+         has no buffer for that kind's inputs and aborts at the first decode"
+    );
+    Some((key, why))
+}
+
+/// A model whose loader turns sliding-window attention on without any block using it.
+fn some_swa(
+    md: &Metadata<'_>,
+    arch: &str,
+    pattern: &SwaPattern,
+    when: &SwaWhen,
+) -> Option<(Resolved, String)> {
+    let blocks = resolve(md, arch, &required("block_count"))?.first();
+    let trunk = blocks - resolve(md, arch, &or_int("nextn_predict_layers", 0))?.first();
+    let window = || resolve(md, arch, &required("attention.sliding_window"));
+    let on = match when {
+        SwaWhen::Always => true,
+        SwaWhen::Window => window().is_some_and(|w| w.first() > 0),
+        SwaWhen::WindowNotZero => window().is_none_or(|w| w.first() > 0),
+        SwaWhen::Blocks(n) => trunk == i128::from(*n),
+    };
+    if !on {
+        return None;
+    }
+    let full = format!("{arch}.attention.sliding_window_pattern");
+    let blocks = usize::try_from(blocks).ok()?;
+    let any = match (md.get(&full), pattern) {
+        (Some(v @ Value::Array(_)), _) => bools(v)?.iter().take(blocks).any(|&b| b),
+        (_, SwaPattern::Flags) => return None,
+        (v, SwaPattern::Period(default, dense_first)) => {
+            let n = match v {
+                Some(v) => *ints(v)?.first()?,
+                None => i128::from(*default),
+            };
+            let trunk = usize::try_from(trunk).unwrap_or(0);
+            let n = usize::try_from(n).ok()?;
+            (0..trunk).any(|il| {
+                n == 0
+                    || if *dense_first {
+                        il % n != 0
+                    } else {
+                        il % n < n - 1
+                    }
+            })
+        }
+    };
+    if any {
+        return None;
+    }
+    let key = match (md.get(&full), pattern) {
+        (Some(v), _) => Resolved {
+            key: full,
+            text: Some(shown(v)),
+            ..Resolved::default()
+        },
+        (None, SwaPattern::Period(d, _)) => Resolved {
+            key: full,
+            values: vec![i128::from(*d)],
+            absent: Some("llama.cpp's default".to_owned()),
+            ..Resolved::default()
+        },
+        (None, SwaPattern::Flags) => return None,
+    };
+    let why = "leaves no block with sliding-window attention, which this model's loader turns \
+               on: llama.cpp asserts is_swa_any() when it creates the context"
+        .to_owned();
+    Some((key, why))
+}
+
+/// The flags of a boolean (or integer) scalar or array, as llama.cpp reads them into a
+/// per-block array (any non-zero value is true).
+fn bools(v: &Value) -> Option<Vec<bool>> {
+    match v {
+        Value::Bool(b) => Some(vec![*b]),
+        Value::Array(acap_gguf::Array::Bool(b)) => Some(b.clone()),
+        other => Some(ints(other)?.into_iter().map(|i| i != 0).collect()),
     }
 }
 
@@ -422,6 +771,9 @@ mod tests {
                 ("ssm.inner_size", U(inner)),
                 ("ssm.time_step_rank", U(rank)),
                 ("ssm.group_count", U(groups)),
+                // One recurrent and one attention block, for the hybrids.
+                ("attention.head_count", U(4)),
+                ("attention.head_count_kv", Value::from(vec![0u32, 4])),
             ]
         };
         checked("mamba2", &keys(2048, 64, 8)).unwrap();
@@ -509,6 +861,8 @@ mod tests {
                 ("block_count", U(4)),
                 ("expert_count", U(experts)),
                 ("shortconv.l_cache", U(3)),
+                ("attention.head_count", U(4)),
+                ("attention.head_count_kv", Value::from(vec![0u32, 4, 0, 4])),
             ];
             if let Some(l) = lead {
                 keys.push(("leading_dense_block_count", U(l)));
@@ -540,7 +894,7 @@ mod tests {
     }
 
     #[test]
-    fn hybrid_models_need_a_recurrent_layer() {
+    fn hybrid_models_need_a_recurrent_and_an_attention_block() {
         let kv = |v: Value| {
             vec![
                 ("block_count", U(3)),
@@ -549,14 +903,23 @@ mod tests {
             ]
         };
         checked("jamba", &kv(Value::from(vec![0u32, 4, 0]))).unwrap();
-        checked("lfm2", &kv(U(0))).unwrap();
         let e = refused(
             "jamba",
             &kv(Value::from(vec![4u32, 4, 4])),
             "attention.head_count_kv",
             "ggml-backend.cpp",
         );
-        assert!(e.reason.contains("one of the 3 blocks"), "{e:?}");
+        assert!(
+            e.reason.contains("of 3 blocks without a recurrent block"),
+            "{e:?}"
+        );
+        let e = refused(
+            "lfm2",
+            &kv(U(0)),
+            "attention.head_count_kv",
+            "ggml-backend.cpp",
+        );
+        assert!(e.reason.contains("without an attention block"), "{e:?}");
         refused(
             "granitehybrid",
             &kv(U(2)),
@@ -569,6 +932,299 @@ mod tests {
             &[("block_count", U(3)), ("attention.head_count", U(4))],
             "attention.head_count_kv",
             "ggml-backend.cpp",
+        );
+        // Nemotron-H: recurrent blocks have neither KV heads nor a feed-forward, attention
+        // blocks KV heads and no feed-forward; the rest are MLP blocks.
+        let nemotron = |ff: Vec<u32>| {
+            let mut keys = kv(Value::from(vec![0u32, 4, 4]));
+            keys.push(("feed_forward_length", Value::from(ff)));
+            keys
+        };
+        checked("nemotron_h", &nemotron(vec![0, 0, 1024])).unwrap();
+        let e = refused(
+            "nemotron_h_moe",
+            &nemotron(vec![0, 1024, 1024]),
+            "attention.head_count_kv",
+            "ggml-backend.cpp",
+        );
+        assert!(e.reason.contains("without an attention block"), "{e:?}");
+    }
+
+    #[test]
+    fn interleaved_hybrids_need_both_kinds_and_a_non_zero_interval() {
+        let keys = |blocks: u32, more: &[(&'static str, Value)]| {
+            let mut keys = vec![
+                ("block_count", U(blocks)),
+                ("attention.head_count", U(4)),
+                ("embedding_length", U(256)),
+            ];
+            keys.extend_from_slice(more);
+            keys
+        };
+        // The default interval of 4: blocks 0-2 recurrent, 3 attention.
+        checked("qwen35", &keys(4, &[])).unwrap();
+        let e = refused(
+            "qwen35",
+            &keys(3, &[]),
+            "full_attention_interval",
+            "ggml-backend.cpp",
+        );
+        assert!(
+            e.value.contains("default: 4") && e.reason.contains("without an attention block"),
+            "{e:?}"
+        );
+        let every = |k: u32| [("full_attention_interval", U(k))];
+        let e = refused(
+            "qwen3next",
+            &keys(8, &every(1)),
+            "full_attention_interval",
+            "ggml-backend.cpp",
+        );
+        assert!(e.reason.contains("without a recurrent block"), "{e:?}");
+        // A zero interval is a division by zero in the loader.
+        let e = refused(
+            "qwen35moe",
+            &keys(8, &every(0)),
+            "full_attention_interval",
+            "qwen35moe.cpp",
+        );
+        assert!(e.reason.contains("SIGFPE"), "{e:?}");
+        // MiniMax-01 defaults to every eighth block.
+        refused(
+            "minimax-01",
+            &keys(7, &[]),
+            "full_attention_interval",
+            "ggml-backend.cpp",
+        );
+        // Explicit flags decide alone, whatever the interval.
+        let flags = |f: Vec<bool>| {
+            [(
+                "attention.recurrent_layers",
+                Value::Array(acap_gguf::Array::Bool(f)),
+            )]
+        };
+        let mut mixed = keys(3, &flags(vec![true, false, true]));
+        mixed.extend_from_slice(&every(0));
+        checked("qwen35", &mixed).unwrap();
+        refused(
+            "qwen35",
+            &keys(3, &flags(vec![true, true, true])),
+            "attention.recurrent_layers",
+            "ggml-backend.cpp",
+        );
+        // The nextn blocks after the trunk are neither kind.
+        let nextn = |n: u32| [("nextn_predict_layers", U(n))];
+        checked("qwen35", &keys(5, &nextn(1))).unwrap();
+        refused(
+            "qwen35",
+            &keys(5, &nextn(2)),
+            "full_attention_interval",
+            "ggml-backend.cpp",
+        );
+    }
+
+    #[test]
+    fn flags_floats_and_products_are_checked() {
+        let bailing = |more: &[(&'static str, Value)]| {
+            let mut keys = vec![
+                ("block_count", U(2)),
+                ("attention.head_count", U(4)),
+                ("attention.head_count_kv", Value::from(vec![0u32, 4])),
+            ];
+            keys.extend_from_slice(more);
+            if !more.iter().any(|(k, _)| *k == "kda.gate_lower_bound") {
+                keys.push(("kda.gate_lower_bound", Value::F32(-5.0)));
+            }
+            keys
+        };
+        checked("bailingmoe3", &bailing(&[])).unwrap();
+        let e = refused(
+            "bailingmoe3",
+            &bailing(&[("kda.safe_gate", Value::Bool(false))]),
+            "kda.safe_gate",
+            "bailingmoe3.cpp",
+        );
+        assert!(
+            e.value == "false" && e.reason.contains("must be true"),
+            "{e:?}"
+        );
+        for bad in [0.5, f32::NAN] {
+            let e = refused(
+                "bailingmoe3",
+                &bailing(&[("kda.gate_lower_bound", Value::F32(bad))]),
+                "kda.gate_lower_bound",
+                "bailingmoe3.cpp",
+            );
+            assert!(e.reason.contains("below 0"), "{e:?}");
+        }
+        // HRM-Text: block_count is layers per stack x high cycles x (low cycles + 1).
+        let hrm = |blocks: u32, low: u32| {
+            vec![
+                ("block_count", U(blocks)),
+                ("hrm.layers_per_stack", U(4)),
+                ("hrm.h_cycles", U(2)),
+                ("hrm.l_cycles", U(low)),
+            ]
+        };
+        checked("hrm_text", &hrm(24, 2)).unwrap();
+        let e = refused("hrm_text", &hrm(20, 2), "block_count", "hrm-text.cpp");
+        assert!(e.reason.contains("= 24"), "{e:?}");
+        refused("hrm_text", &hrm(8, 0), "hrm.l_cycles", "hrm-text.cpp");
+        // Nanbeige loops its blocks; the loops may not exceed LLAMA_MAX_LAYERS.
+        let loops = |n: u32| [("block_count", U(64)), ("num_loops", U(n))];
+        checked("nanbeige", &loops(8)).unwrap();
+        refused("nanbeige", &loops(9), "num_loops", "nanbeige.cpp");
+        refused("nanbeige", &loops(0), "num_loops", "nanbeige.cpp");
+        // DeepSeek-OCR's fixed rope base; without the key llama.cpp takes 10000.
+        checked("deepseek2-ocr", &[("block_count", U(2))]).unwrap();
+        let e = refused(
+            "deepseek2-ocr",
+            &[("block_count", U(2)), ("rope.freq_base", Value::F32(5e5))],
+            "rope.freq_base",
+            "deepseek2.cpp",
+        );
+        assert!(e.value == "500000", "{e:?}");
+        // DeepSeek-V4: at most LLAMA_MAX_LAYERS compress ratios.
+        let e = checked(
+            "deepseek4",
+            &[
+                ("block_count", U(2)),
+                ("attention.compress_ratios", Value::from(vec![4u32; 513])),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.key.ends_with("compress_ratios") && e.reason.contains("at most 512"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn rwkv6_key_value_heads_group_the_heads() {
+        let rwkv = |size: u32, kv: u32| {
+            vec![
+                ("block_count", U(2)),
+                ("embedding_length", U(512)),
+                ("wkv.head_size", U(size)),
+                ("attention.head_count_kv", U(kv)),
+                ("token_shift_count", U(1)),
+            ]
+        };
+        // 512 / 64 = 8 heads: 0, 8 and divisors of 8 are fine.
+        for kv in [0, 8, 4] {
+            checked("rwkv6qwen2", &rwkv(64, kv)).unwrap();
+        }
+        let e = refused(
+            "rwkv6qwen2",
+            &rwkv(64, 3),
+            "attention.head_count_kv",
+            "rwkv6-base.cpp",
+        );
+        assert!(e.reason.contains("= 8"), "{e:?}");
+        let e = refused("rwkv6qwen2", &rwkv(0, 0), "wkv.head_size", "rwkv6-base.cpp");
+        assert!(e.reason.contains("SIGFPE"), "{e:?}");
+    }
+
+    #[test]
+    fn jina_bert_v2_ffn_up_has_the_feed_forward_rows_or_twice_them() {
+        let model = |rows: u64| {
+            let mut w = GgufWriter::new();
+            w.set("general.architecture", "jina-bert-v2").unwrap();
+            w.set("jina-bert-v2.block_count", 1u32).unwrap();
+            w.set("jina-bert-v2.feed_forward_length", 8u32).unwrap();
+            let n = usize::try_from(4 * rows).unwrap();
+            w.add_f32("blk.0.ffn_up.weight", &[4, rows], &vec![0.0; n])
+                .unwrap();
+            GgufFile::from_bytes(w.into_bytes().unwrap()).unwrap()
+        };
+        let run = |f: &GgufFile| {
+            let md = Metadata {
+                gguf: f,
+                overrides: Vec::new(),
+            };
+            check(&md, "jina-bert-v2", ARCH_ASSERTS)
+        };
+        run(&model(8)).unwrap();
+        run(&model(16)).unwrap();
+        let e = run(&model(12)).unwrap_err();
+        assert!(
+            e.key == "jina-bert-v2.feed_forward_length"
+                && e.reason.contains("blk.0.ffn_up.weight rows of 12"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn sliding_window_models_need_a_sliding_window_block() {
+        let keys = |blocks: u32, more: &[(&'static str, Value)]| {
+            let mut keys = vec![("block_count", U(blocks))];
+            keys.extend_from_slice(more);
+            keys
+        };
+        let pattern = |p: u32| ("attention.sliding_window_pattern", U(p));
+        let window = |w: u32| ("attention.sliding_window", U(w));
+        // Gemma 2 and gpt-oss: always on, a period of 2 by default (block 0 slides).
+        checked("gemma2", &keys(1, &[])).unwrap();
+        let e = refused(
+            "gpt-oss",
+            &keys(4, &[pattern(1)]),
+            "attention.sliding_window_pattern",
+            "llama-model.cpp",
+        );
+        assert!(e.reason.contains("is_swa_any()"), "{e:?}");
+        // A period of 0 makes every block slide.
+        checked("gemma2", &keys(4, &[pattern(0)])).unwrap();
+        // Gemma 3: on only with a window.
+        checked("gemma3", &keys(4, &[pattern(1)])).unwrap();
+        refused(
+            "gemma3",
+            &keys(4, &[pattern(1), window(512)]),
+            "attention.sliding_window_pattern",
+            "llama-model.cpp",
+        );
+        // Dense-first periods leave block 0 dense: one block is no sliding block.
+        let e = refused(
+            "cohere2moe",
+            &keys(1, &[]),
+            "attention.sliding_window_pattern",
+            "llama-model.cpp",
+        );
+        assert_eq!(e.value, "missing (llama.cpp's default: 4)");
+        checked("cohere2moe", &keys(2, &[])).unwrap();
+        // Llama 4: off only with a window of 0.
+        checked("llama4", &keys(4, &[pattern(1), window(0)])).unwrap();
+        refused(
+            "llama4",
+            &keys(4, &[pattern(1)]),
+            "attention.sliding_window_pattern",
+            "llama-model.cpp",
+        );
+        // The flags, where the loader requires them; only the first block_count count.
+        let flags = |f: Vec<bool>| {
+            (
+                "attention.sliding_window_pattern",
+                Value::Array(acap_gguf::Array::Bool(f)),
+            )
+        };
+        checked("gemma4", &keys(2, &[flags(vec![false, true])])).unwrap();
+        refused(
+            "gemma4",
+            &keys(2, &[flags(vec![false, false, true])]),
+            "attention.sliding_window_pattern",
+            "llama-model.cpp",
+        );
+        // Gemma 4 must keep two blocks of its own KV.
+        let shared = |n: u32| ("attention.shared_kv_layers", U(n));
+        checked("gemma4", &keys(4, &[flags(vec![true; 4]), shared(2)])).unwrap();
+        let e = refused(
+            "gemma4",
+            &keys(4, &[flags(vec![true; 4]), shared(3)]),
+            "attention.shared_kv_layers",
+            "llama-model.cpp",
+        );
+        assert!(
+            e.reason.contains("at least 2 of gemma4.block_count = 4"),
+            "{e:?}"
         );
     }
 
@@ -602,16 +1258,18 @@ mod tests {
                 "{}",
                 row.source
             );
-            assert!(row.source.contains("GGML_ASSERT("), "{}", row.source);
+            assert!(
+                row.source.contains("GGML_ASSERT(") || row.source.contains("SIGFPE"),
+                "{}",
+                row.source
+            );
         }
         for u in UNCHECKED {
             assert!(!u.archs.is_empty() && u.asserts > 0, "{}", u.file);
         }
         assert!(unchecked("llama", UNCHECKED).is_none());
+        assert!(unchecked("deepseek4", UNCHECKED).is_none());
         let w = unchecked("dflash", UNCHECKED).unwrap();
-        assert!(
-            w.contains("deepseek4.cpp") && w.contains("dflash.cpp"),
-            "{w}"
-        );
+        assert!(w.contains("dflash.cpp"), "{w}");
     }
 }

@@ -374,3 +374,74 @@ fn head_size_asserts_of_other_architectures_are_checked_natively() {
         );
     }
 }
+
+/// The tiny model as Gemma 2: `output.weight` dropped (Gemma ties it to the embeddings) and
+/// each block's post-attention and post-feed-forward norms added, with these keys set.
+fn as_gemma2(
+    src: &std::path::Path,
+    dir: &std::path::Path,
+    set: &[(&str, acap::gguf::Value)],
+) -> std::path::PathBuf {
+    use acap::gguf::{GgufFile, GgufWriter, Value};
+    let moved = GgufFile::open(moved_to(src, dir, "gemma2", set)).unwrap();
+    let Some(Value::U32(blocks)) = moved.get("gemma2.block_count").cloned() else {
+        panic!("no gemma2.block_count");
+    };
+    let Some(Value::U32(n_embd)) = moved.get("gemma2.embedding_length").cloned() else {
+        panic!("no gemma2.embedding_length");
+    };
+    let mut w = GgufWriter::new();
+    for (k, v) in moved.metadata() {
+        w.set(k.clone(), v.clone()).unwrap();
+    }
+    for t in moved
+        .tensors()
+        .iter()
+        .filter(|t| t.name() != "output.weight")
+    {
+        let data = moved.tensor(t.name()).unwrap().data().to_vec();
+        w.add_raw(t.name(), t.dims(), t.ggml_type(), data).unwrap();
+    }
+    let ones = vec![1.0f32; n_embd as usize];
+    for i in 0..blocks {
+        for norm in ["post_attention_norm", "post_ffw_norm"] {
+            w.add_f32(
+                &format!("blk.{i}.{norm}.weight"),
+                &[u64::from(n_embd)],
+                &ones,
+            )
+            .unwrap();
+        }
+    }
+    let out = dir.join("gemma2-norms.gguf");
+    w.write_file(&out).unwrap();
+    out
+}
+
+/// A sliding-window model whose pattern leaves no sliding-window block: Gemma 2 with
+/// `sliding_window_pattern` 1 aborted at context creation (`GGML_ASSERT(is_swa_any())`, seen
+/// with the check taken out). Every block sliding (0) and the usual period (2) run.
+#[test]
+fn sliding_window_models_without_a_window_block_are_refused() {
+    use acap::gguf::Value;
+    let src = acap_testkit::tiny(QuantType::Q4KM);
+    let dir = tempfile::tempdir().unwrap();
+    let with_pattern = |p: u32| {
+        as_gemma2(
+            &src,
+            dir.path(),
+            &[
+                ("attention.sliding_window", Value::U32(4)),
+                ("attention.sliding_window_pattern", Value::U32(p)),
+            ],
+        )
+    };
+    for runs in [2, 0] {
+        load_and_decode(&with_pattern(runs)).unwrap_or_else(|e| panic!("pattern {runs}: {e}"));
+    }
+    let e = load_and_decode(&with_pattern(1)).unwrap_err();
+    assert!(
+        e.contains("gemma2.attention.sliding_window_pattern = 1") && e.contains("is_swa_any()"),
+        "{e}"
+    );
+}
