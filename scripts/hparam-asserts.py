@@ -307,6 +307,11 @@ ARCH_CHECKS = [
     ("llama-model.cpp", "hparams.is_swa_any()", ["plamo3"], SWA("Period(8, false)", "Window")),
     ("llama-model.cpp", "hparams.is_swa_any()", ["llama4"], SWA("Period(4, false)", "WindowNotZero")),
     ("llama-model.cpp", "hparams.is_swa_any()", ["exaone4"], SWA("Period(4, false)", "Blocks(64)")),
+    # Attention temperature tuning: its graph input asserts a scale and a length.
+    ("llama-graph.cpp", "f_attn_temp_scale != 0.0f", ["llama4"],
+     [f'Need::Min({K("attention.sliding_window", 1)}, 1)']),
+    ("llama-graph.cpp", "n_attn_temp_floor_scale != 0", ["deepseek2"],
+     [f'Need::MinWhenFloat({K("attention.temperature_length", 0)}, 1, {FK("attention.temperature_scale", 0.0)})']),
     # Gemma 4 shares the KV of its last shared_kv_layers blocks with earlier ones.
     ("llama-model.cpp", "hparams.n_layer_kv_from_start >= 2", ["gemma4"],
      [f'Need::Leaves({BLOCKS}, {K("attention.shared_kv_layers", 0)}, 2)']),
@@ -449,7 +454,7 @@ def classify(src, class_archs, bases):
 
     def flat_text(f):
         if f not in flat:
-            path = src / f if f == "llama-model.cpp" else src.parent / f if "/" in f else src / "models" / f
+            path = next(p for p in [src / "models" / f, src / f, src.parent / f] if p.exists())
             flat[f] = " ".join(path.read_text().split())
         return flat[f]
 
@@ -462,8 +467,7 @@ def classify(src, class_archs, bases):
             found = cond[5:] in flat_text(f)
             source = f"{f}: {cond[5:]} (an integer division: a zero divisor kills the process, SIGFPE)"
         else:
-            found = (f"GGML_ASSERT({cond})" in flat_text(f) if f == "llama-model.cpp" or "/" in f
-                     else (f, cond) in conds)
+            found = (f, cond) in conds if (src / "models" / f).exists() else f"GGML_ASSERT({cond})" in flat_text(f)
             source = f"{f}: GGML_ASSERT({cond})"
         if not found:
             problems.append(f"{source}: checked but no longer in the vendored source")

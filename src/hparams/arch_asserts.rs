@@ -551,6 +551,20 @@ pub(super) const ARCH_ASSERTS: &[ArchAssert] = &[
         )],
     },
     ArchAssert {
+        archs: &["llama4"],
+        source: "llama-graph.cpp: GGML_ASSERT(f_attn_temp_scale != 0.0f)",
+        needs: &[Need::Min(or_int("attention.sliding_window", 1), 1)],
+    },
+    ArchAssert {
+        archs: &["deepseek2", "mistral4"],
+        source: "llama-graph.cpp: GGML_ASSERT(n_attn_temp_floor_scale != 0)",
+        needs: &[Need::MinWhenFloat(
+            or_int("attention.temperature_length", 0),
+            1,
+            float_key("attention.temperature_scale", Some(0.0)),
+        )],
+    },
+    ArchAssert {
         archs: &["gemma4"],
         source: "llama-model.cpp: GGML_ASSERT(hparams.n_layer_kv_from_start >= 2)",
         needs: &[Need::Leaves(

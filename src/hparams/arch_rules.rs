@@ -144,6 +144,8 @@ pub(super) enum Need {
     EveryNth(&'static str, Key),
     /// Where sliding-window attention is on, some block uses it (llama.cpp's `is_swa_any`).
     SomeSwa(SwaPattern, SwaWhen),
+    /// Where the float is set (not 0), the key is at least the minimum.
+    MinWhenFloat(Key, i64, FloatKey),
     /// The first less the second is at least this.
     Leaves(Key, Key, i64),
     /// The flag is this.
@@ -378,6 +380,14 @@ fn unmet(md: &Metadata<'_>, arch: &str, need: &Need) -> Option<(Resolved, String
             })
         }
         Need::SomeSwa(pattern, when) => some_swa(md, arch, pattern, when),
+        Need::MinWhenFloat(k, min, f) => {
+            let (set, x) = resolve_float(md, arch, f)?;
+            let k = get(k)?;
+            (x != 0.0 && k.first() < i128::from(*min)).then(|| {
+                let why = format!("must be at least {min} where {} is set", set.named());
+                (k, why)
+            })
+        }
         Need::Leaves(total, part, min) => {
             let (total, part) = (get(total)?, get(part)?);
             (total.first() - part.first() < i128::from(*min)).then(|| {
@@ -1084,6 +1094,24 @@ mod tests {
             "deepseek2.cpp",
         );
         assert!(e.value == "500000", "{e:?}");
+        // DeepSeek-2's attention temperature tuning needs its length where the scale is set.
+        let temp = |scale: f32, length: Option<u32>| {
+            let mut keys = vec![
+                ("block_count", U(2)),
+                ("attention.temperature_scale", Value::F32(scale)),
+            ];
+            keys.extend(length.map(|l| ("attention.temperature_length", U(l))));
+            keys
+        };
+        checked("deepseek2", &temp(0.0, None)).unwrap();
+        checked("deepseek2", &temp(0.1, Some(8192))).unwrap();
+        let e = refused(
+            "deepseek2",
+            &temp(0.1, None),
+            "attention.temperature_length",
+            "llama-graph.cpp",
+        );
+        assert!(e.reason.contains("temperature_scale = 0.1"), "{e:?}");
         // DeepSeek-V4: at most LLAMA_MAX_LAYERS compress ratios.
         let e = checked(
             "deepseek4",
@@ -1191,8 +1219,13 @@ mod tests {
         );
         assert_eq!(e.value, "missing (llama.cpp's default: 4)");
         checked("cohere2moe", &keys(2, &[])).unwrap();
-        // Llama 4: off only with a window of 0.
-        checked("llama4", &keys(4, &[pattern(1), window(0)])).unwrap();
+        // Llama 4: off only with a window of 0, which its temperature input asserts on.
+        refused(
+            "llama4",
+            &keys(4, &[pattern(1), window(0)]),
+            "attention.sliding_window",
+            "llama-graph.cpp",
+        );
         refused(
             "llama4",
             &keys(4, &[pattern(1)]),

@@ -276,6 +276,18 @@ fn architecture_asserts_beyond_head_sizes_are_checked_natively() {
             ("ssm.conv_kernel", Value::U32(4)),
         ]
     };
+    // Llama 4 with no mixture-of-experts block (interleave step 0) has the tiny model's tensors.
+    let llama4 = |window: Option<u32>| {
+        let mut set = vec![
+            ("expert_count", Value::U32(2)),
+            ("expert_used_count", Value::U32(1)),
+            ("expert_feed_forward_length", Value::U32(0)),
+            ("interleave_moe_layer_step", Value::U32(0)),
+        ];
+        set.extend(window.map(|w| ("attention.sliding_window", Value::U32(w))));
+        set
+    };
+    load_and_decode(&moved_to(&src, dir.path(), "llama4", &llama4(None))).unwrap();
     for (arch, set, key, file) in [
         ("qwen35", ssm(3), "qwen35.ssm.time_step_rank", "qwen35.cpp"),
         ("mamba2", ssm(0), "mamba2.ssm.group_count", "mamba-base.cpp"),
@@ -303,6 +315,14 @@ fn architecture_asserts_beyond_head_sizes_are_checked_natively() {
             vec![("nextn_predict_layers", Value::U32(9))],
             "llama.nextn_predict_layers",
             "llama-model.cpp",
+        ),
+        // A window of 0 turns Llama 4's chunked attention off, and with it the temperature
+        // scale its graph still asserts on: this aborted at the first decode.
+        (
+            "llama4",
+            llama4(Some(0)),
+            "llama4.attention.sliding_window",
+            "llama-graph.cpp",
         ),
     ] {
         let path = moved_to(&src, dir.path(), arch, &set);
