@@ -542,8 +542,32 @@ pub(super) const UNCHECKED: &[Unchecked] = &[
                           check=True, capture_output=True, text=True).stdout
 
 
+def check_vocab_lists(src):
+    """src/hparams/special_tokens.rs lists the BPE pre-tokenizers that add a BOS by default and
+    those llama.cpp forces it on for: compare with the vendored llama-vocab.cpp."""
+    text = (src / "llama-vocab.cpp").read_text()
+    start = text.index("if (type == LLAMA_VOCAB_TYPE_BPE) {\n            add_space_prefix = false;")
+    section = text[start:text.index("} else if (type == LLAMA_VOCAB_TYPE_SPM) {", start)]
+    add_bos, force = [], []
+    for block in re.split(r"\} else if \(", section):
+        names = re.findall(r'tokenizer_pre == "([^"]+)"', block[:block.find(") {")])
+        if "add_bos = true" in block:
+            add_bos += names
+        if "LLAMA_VOCAB_PRE_TYPE_GEMMA4;" in block:
+            force += names
+    rust = (ROOT / "src" / "hparams" / "special_tokens.rs").read_text()
+    for const, want in [("BPE_ADD_BOS", add_bos), ("BPE_FORCE_BOS", force)]:
+        m = re.search(rf"const {const}: &\[&str\] = &\[(.*?)\];", rust, re.S)
+        have = re.findall(r'"([^"]+)"', m.group(1)) if m else None
+        if have != want:
+            sys.exit(f"hparam-asserts: {const} in src/hparams/special_tokens.rs is {have}, the vendored "
+                     f"llama-vocab.cpp says {want}")
+    print("hparam-asserts: the BPE add_bos lists of src/hparams/special_tokens.rs are current")
+
+
 def main():
     src, version = vendored()
+    check_vocab_lists(src)
     table, class_archs, bases = derive(src)
     rows, unchecked = classify(src, class_archs, bases)
     outputs = [(OUT, render(table, version)), (ARCH_OUT, render_arch(rows, unchecked, version))]

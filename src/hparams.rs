@@ -6,6 +6,7 @@
 mod arch_asserts;
 mod arch_rules;
 mod head_asserts;
+mod special_tokens;
 
 use acap_gguf::{GgufFile, Value};
 
@@ -372,6 +373,7 @@ pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
         }
     }
     check_pre_tokenizer(gguf)?;
+    special_tokens::check(gguf)?;
     check_experts(gguf, arch)?;
     check_head_dims(
         gguf,

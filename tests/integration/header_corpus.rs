@@ -465,3 +465,32 @@ fn sliding_window_models_without_a_window_block_are_refused() {
         "{e}"
     );
 }
+
+/// A vocabulary that adds a special token it does not have: the tiny model's vocabulary as a
+/// T5 (Unigram) one, which has no BOS by default, with `add_bos_token` kept on. llama.cpp
+/// aborted on the first prompt (`GGML_ASSERT(special_bos_id != LLAMA_TOKEN_NULL)`); with
+/// `add_bos_token` off the same vocabulary runs.
+#[test]
+fn a_vocabulary_adding_a_missing_special_token_is_refused() {
+    use acap::gguf::Value;
+    let src = acap_testkit::tiny(QuantType::Q4KM);
+    let dir = tempfile::tempdir().unwrap();
+    let t5 = |add_bos: bool| {
+        let out = dir.path().join(format!("t5-{add_bos}.gguf"));
+        let changes = [
+            ("tokenizer.ggml.model", Some(Value::from("t5".to_owned()))),
+            ("tokenizer.ggml.bos_token_id", None),
+            ("tokenizer.ggml.add_bos_token", Some(Value::Bool(add_bos))),
+        ];
+        acap_testkit::with_metadata(&src, &out, &changes);
+        out
+    };
+    load_and_decode(&t5(false)).unwrap();
+    let e = load_and_decode(&t5(true)).unwrap_err();
+    assert!(
+        e.contains("tokenizer.ggml.bos_token_id = missing")
+            && e.contains("'t5' vocabulary")
+            && e.contains("add_bos_token is true"),
+        "{e}"
+    );
+}
