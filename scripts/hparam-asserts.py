@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "src" / "hparams" / "head_asserts.rs"
 ARCH_OUT = ROOT / "src" / "hparams" / "arch_asserts.rs"
+ROPE_OUT = ROOT / "src" / "hparams" / "rope_types.rs"
 
 
 def vendored():
@@ -60,8 +61,15 @@ def derive(src):
     body = mapping_src[mapping_src.index("llama_model_mapping("):]
     body = body[:body.index("\n}\n")]
     arch_class = dict(re.findall(r"case\s+(LLM_ARCH_\w+)\s*:\s*return\s+new\s+(\w+)\(", body))
-    bases = dict(re.findall(r"struct\s+(llama_model_\w+)\s*:\s*public\s+(llama_model_\w+)",
-                            (src / "models" / "models.h").read_text()))
+    models_h = (src / "models" / "models.h").read_text()
+    bases = dict(re.findall(r"struct\s+(llama_model_\w+)\s*:\s*public\s+(llama_model_\w+)", models_h))
+    # A class may take another's graph builder outright (`using graph = llama_model_granite::graph;`
+    # in minicpm and granite_moe): that graph's assertions are its own.
+    graph_of = {}
+    for m in re.finditer(r"struct\s+(llama_model_\w+)\s*:\s*public\s+llama_model_\w+\s*\{(.*?)\n\};", models_h, re.S):
+        alias = re.search(r"using\s+graph\s*=\s*(llama_model_\w+)::graph\b", m.group(2))
+        if alias:
+            graph_of[m.group(1)] = alias.group(1)
     asserts = {}  # class -> set of the two asserts its graph constructors make
     for path in sorted((src / "models").glob("*.cpp")):
         text = path.read_text()
@@ -83,12 +91,12 @@ def derive(src):
     table = {}
     for arch, cls in arch_class.items():
         c = cls
-        while c not in asserts and c in bases:
-            c = bases[c]
+        while c not in asserts and (c in graph_of or c in bases):
+            c = graph_of.get(c) or bases[c]
         got = asserts.get(c, set())
         if got and arch in names:
             table[names[arch]] = got
-    return table, class_archs, bases
+    return table, class_archs, bases, graph_of
 
 
 def render(table, version):
@@ -418,9 +426,11 @@ def model_asserts(src):
             yield path.name, text.count("\n", 0, m.start()) + 1, enclosing, " ".join(m.group(1).split())
 
 
-def classify(src, class_archs, bases):
+def classify(src, class_archs, bases, graph_of):
     """The arch-assert table: (archs, source, needs) rows and (archs, file, why) unchecked."""
-    def archs_of(classes):
+    def archs_of(classes, graph=False):
+        """The architectures of these classes and their subclasses; with `graph` (an assertion
+        of a graph builder), also of the classes that take the builder by alias."""
         if classes == ["*"]:
             return ["*"]
         out = set()
@@ -430,8 +440,8 @@ def classify(src, class_archs, bases):
                 sys.exit(f"hparam-asserts: no class {full} in the vendored llama.cpp")
             for cls, names in class_archs.items():
                 k = cls
-                while k != full and k in bases:
-                    k = bases[k]
+                while k != full and (k in bases or (graph and k in graph_of)):
+                    k = graph_of[k] if graph and k in graph_of else bases[k]
                 if k == full:
                     out.update(names)
         return sorted(out)
@@ -472,7 +482,10 @@ def classify(src, class_archs, bases):
         if not found:
             problems.append(f"{source}: checked but no longer in the vendored source")
         used.add((f, cond))
-        archs = archs_of(classes)
+        # An assertion only in graph-builder code (`X::graph::...`) also binds the classes that
+        # take X's builder by alias; one in a loader binds X and its subclasses only.
+        in_graph = bool(conds.get((f, cond))) and all("::graph" in enc for _, enc in conds[(f, cond)])
+        archs = archs_of(classes, graph=in_graph)
         if any(n.startswith("Need::Hybrid(") for n in needs):
             archs = [a for a in archs if a in hybrid]
         if any(n.startswith("Need::SomeSwa(") for n in needs):
@@ -542,6 +555,51 @@ pub(super) const UNCHECKED: &[Unchecked] = &[
                           check=True, capture_output=True, text=True).stdout
 
 
+def rope_types(src, version):
+    """llama_model_rope_type's architectures without RoPE and those always on multi-section
+    RoPE (M-RoPE, interleaved M-RoPE), as src/hparams/rope_types.rs."""
+    names = dict(re.findall(r'\{\s*(LLM_ARCH_\w+)\s*,\s*"([^"]+)"\s*\}', (src / "llama-arch.cpp").read_text()))
+    text = (src / "llama-model.cpp").read_text()
+    body = text[text.index("llama_rope_type llama_model_rope_type("):]
+    body = body[:body.index("\n}\n")]
+    groups = re.findall(r"((?:\s*(?://[^\n]*\n\s*)*case\s+LLM_ARCH_\w+\s*:)+)\s*(?://[^\n]*\n\s*)*"
+                        r"return\s+([^;]+);", body)
+    listed = set(re.findall(r"case\s+(LLM_ARCH_\w+)", body))
+    none, multi, multi_if = set(), set(), set()
+    for cases, ret in groups:
+        archs = {names[a] for a in re.findall(r"case\s+(LLM_ARCH_\w+)", cases) if a in names}
+        ret = " ".join(ret.split())
+        if ret == "LLAMA_ROPE_TYPE_NONE":
+            none |= archs
+        elif ret in ("LLAMA_ROPE_TYPE_MROPE", "LLAMA_ROPE_TYPE_IMROPE"):
+            multi |= archs
+        elif ret.startswith("model->hparams.use_mrope() ? LLAMA_ROPE_TYPE_MROPE"):
+            multi_if |= archs
+    # An architecture the switch does not list falls through to LLAMA_ROPE_TYPE_NONE.
+    none |= {n for a, n in names.items() if a not in listed}
+
+    def lines(xs):
+        return "".join(f'    "{x}",\n' for x in sorted(xs))
+
+    return f"""//! Which architectures run RoPE, and how (generated by `scripts/hparam-asserts.py` from
+//! `llama_model_rope_type` in the vendored llama.cpp of llama-cpp-sys-2 {version}; do not edit).
+
+/// Architectures llama.cpp runs without RoPE (`LLAMA_ROPE_TYPE_NONE`).
+pub(super) const ROPE_NONE: &[&str] = &[
+{lines(none)}];
+
+/// Architectures always on multi-section RoPE (`LLAMA_ROPE_TYPE_MROPE` or `_IMROPE`), whose
+/// `rope.dimension_sections` ggml's rope asserts on.
+pub(super) const ROPE_MULTI: &[&str] = &[
+{lines(multi)}];
+
+/// Architectures on M-RoPE where their first two `rope.dimension_sections` are above 0
+/// (`use_mrope()`).
+pub(super) const ROPE_MULTI_IF_SECTIONS: &[&str] = &[
+{lines(multi_if)}];
+"""
+
+
 def check_vocab_lists(src):
     """src/hparams/special_tokens.rs lists the BPE pre-tokenizers that add a BOS by default and
     those llama.cpp forces it on for: compare with the vendored llama-vocab.cpp."""
@@ -568,9 +626,10 @@ def check_vocab_lists(src):
 def main():
     src, version = vendored()
     check_vocab_lists(src)
-    table, class_archs, bases = derive(src)
-    rows, unchecked = classify(src, class_archs, bases)
-    outputs = [(OUT, render(table, version)), (ARCH_OUT, render_arch(rows, unchecked, version))]
+    table, class_archs, bases, graph_of = derive(src)
+    rows, unchecked = classify(src, class_archs, bases, graph_of)
+    outputs = [(OUT, render(table, version)), (ARCH_OUT, render_arch(rows, unchecked, version)),
+               (ROPE_OUT, rope_types(src, version))]
     if "--check" in sys.argv:
         for path, text in outputs:
             if not path.exists() or path.read_text() != text:

@@ -6,6 +6,8 @@
 mod arch_asserts;
 mod arch_rules;
 mod head_asserts;
+mod rope;
+mod rope_types;
 mod special_tokens;
 
 use acap_gguf::{GgufFile, Value};
@@ -381,6 +383,7 @@ pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
         head_asserts::VALUE_EQUALS_KEY.contains(&arch),
         head_asserts::ROPE_EQUALS_VALUE.contains(&arch),
     )?;
+    rope::check(gguf, arch)?;
     arch_rules::check(gguf, arch, arch_asserts::ARCH_ASSERTS)?;
     if LLAMA_LAYOUT_ARCHS.contains(&arch) {
         check_shapes(gguf, arch)?;

@@ -494,3 +494,48 @@ fn a_vocabulary_adding_a_missing_special_token_is_refused() {
         "{e}"
     );
 }
+
+/// Multi-section RoPE values ggml's rope kernel asserts on at the first decode: the Qwen2
+/// tiny model as Qwen2-VL, seen aborting on all-zero and on oversized sections.
+#[test]
+fn multi_section_rope_values_the_rope_kernel_asserts_on_are_checked() {
+    use acap::gguf::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let qwen2 = acap_testkit::tiny_qwen2(QuantType::Q4KM);
+    let f = acap::gguf::GgufFile::open(&qwen2).unwrap();
+    let vl = |sections: [i32; 4]| {
+        let mut changes: Vec<(String, Option<Value>)> = vec![(
+            "general.architecture".into(),
+            Some(Value::from("qwen2vl".to_owned())),
+        )];
+        for (k, v) in f.metadata() {
+            if let Some(rest) = k.strip_prefix("qwen2.") {
+                changes.push((k.clone(), None));
+                changes.push((format!("qwen2vl.{rest}"), Some(v.clone())));
+            }
+        }
+        changes.push((
+            "qwen2vl.rope.dimension_sections".into(),
+            Some(Value::from(sections.to_vec())),
+        ));
+        let refs: Vec<(&str, Option<Value>)> = changes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let out = dir.path().join(format!("qwen2vl-{sections:?}.gguf"));
+        acap_testkit::with_metadata(&qwen2, &out, &refs);
+        out
+    };
+    load_and_decode(&vl([16, 8, 8, 0])).unwrap();
+    for (sections, what) in [
+        ([0, 0, 0, 0], "sections[0] > 0"),
+        ([100, 100, 100, 100], "sect_dims <= ne0"),
+        ([-4, 4, 0, 0], "must not be negative"),
+    ] {
+        let e = load_and_decode(&vl(sections)).unwrap_err();
+        assert!(
+            e.contains("qwen2vl.rope.dimension_sections") && e.contains(what),
+            "{sections:?}: {e}"
+        );
+    }
+}
