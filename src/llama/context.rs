@@ -72,6 +72,28 @@ unsafe extern "C" fn abort_trampoline(data: *mut c_void) -> bool {
     flags.cancel.load(Ordering::Relaxed) || flags.hook_failed.load(Ordering::Relaxed)
 }
 
+/// The flash-attention setting a context of `arch` runs with (`None`: llama.cpp's auto).
+///
+/// MiniMax-M3's sparse attention reads V untransposed, a layout llama.cpp keeps only with
+/// flash attention: without it the graph asserts ("MSA assumes v_trans=false (FA on)",
+/// `minimax-m3.cpp`) and the process aborts. So it is switched on there, and asking for it
+/// off is refused.
+fn flash_attention_for(arch: &str, asked: Option<bool>) -> Result<Option<bool>, SessionError> {
+    if arch != "minimax-m3" {
+        return Ok(asked);
+    }
+    if asked == Some(false) {
+        return Err(SessionError::BadParam {
+            name: "flash_attention",
+            value: "false".to_owned(),
+            reason: "minimax-m3 models need flash attention (their sparse attention reads V in \
+                     the layout only flash attention keeps; the batch engine, which runs \
+                     without it, cannot serve them)",
+        });
+    }
+    Ok(Some(true))
+}
+
 fn bad(name: &'static str, value: u32, reason: &'static str) -> SessionError {
     SessionError::BadParam {
         name,
@@ -105,6 +127,8 @@ impl Context {
                 return Err(bad(name, value, "too large"));
             }
         }
+        let flash_attention =
+            flash_attention_for(&model.info().architecture, params.flash_attention)?;
         backend::ensure();
         let threads = if params.n_threads == 0 {
             std::thread::available_parallelism().map_or(4, |n| n.get()) as i32
@@ -148,7 +172,7 @@ impl Context {
         // at the cells a fresh run would put them in (attention sums over cells in SIMD
         // lanes: placement changes the rounding).
         cp.kv_unified = params.n_seq_max > 1 && !params.deterministic;
-        if let Some(on) = params.flash_attention {
+        if let Some(on) = flash_attention {
             cp.flash_attn_type = if on {
                 sys::LLAMA_FLASH_ATTN_TYPE_ENABLED
             } else {
@@ -612,5 +636,24 @@ impl Context {
         }
         self.clear_memory();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimax_m3_runs_with_flash_attention_and_refuses_it_off() {
+        for asked in [None, Some(true), Some(false)] {
+            assert_eq!(flash_attention_for("llama", asked).unwrap(), asked);
+        }
+        assert_eq!(flash_attention_for("minimax-m3", None).unwrap(), Some(true));
+        assert_eq!(
+            flash_attention_for("minimax-m3", Some(true)).unwrap(),
+            Some(true)
+        );
+        let e = flash_attention_for("minimax-m3", Some(false)).unwrap_err();
+        assert!(e.to_string().contains("flash_attention"), "{e}");
     }
 }
