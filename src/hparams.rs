@@ -51,6 +51,8 @@ enum Check {
     IntRange { min: u64, max: u64 },
     /// A float that is finite and not negative.
     FiniteNonNegative,
+    /// A float that is finite and above 0.
+    FinitePositive,
     /// A string among these.
     OneOf(&'static [&'static str]),
 }
@@ -60,13 +62,30 @@ struct Rule {
     suffix: &'static str,
     required: bool,
     check: Check,
-    /// The assertion in the vendored llama.cpp this rule keeps from firing.
+    /// The assertion in the vendored llama.cpp this rule keeps from firing ([`SILENT_ROPE`]
+    /// for the RoPE values it takes unchecked).
     source: &'static str,
 }
 
 /// `LLAMA_MAX_LAYERS` and `LLAMA_MAX_EXPERTS` (`src/llama-hparams.h`).
 const MAX_LAYERS: u64 = 512;
 const MAX_EXPERTS: u64 = 1024;
+
+impl Rule {
+    /// Why the rule holds, for a message.
+    fn why(&self) -> String {
+        if self.source == SILENT_ROPE {
+            SILENT_ROPE.to_owned()
+        } else {
+            format!("llama.cpp asserts it: {}", self.source)
+        }
+    }
+}
+
+/// Why the RoPE rules hold, though llama.cpp asserts none of them.
+const SILENT_ROPE: &str = "not asserted by llama.cpp, which silently rotates by it: a NaN, zero \
+                           or negative value makes every attention score NaN and the output \
+                           garbage";
 
 /// The per-key rules, for every architecture.
 const RULES: &[Rule] = &[
@@ -99,6 +118,24 @@ const RULES: &[Rule] = &[
         required: false,
         check: Check::FiniteNonNegative,
         source: "ggml-cpu ops.cpp norm: eps >= 0.0f (NaN fails it too)",
+    },
+    Rule {
+        suffix: "rope.freq_base",
+        required: false,
+        check: Check::FinitePositive,
+        source: SILENT_ROPE,
+    },
+    Rule {
+        suffix: "rope.freq_base_swa",
+        required: false,
+        check: Check::FinitePositive,
+        source: SILENT_ROPE,
+    },
+    Rule {
+        suffix: "rope.scaling.factor",
+        required: false,
+        check: Check::FiniteNonNegative,
+        source: SILENT_ROPE,
     },
     Rule {
         suffix: "rope.scaling.type",
@@ -345,11 +382,7 @@ pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
     for (key, rule) in keyed {
         let Some(v) = gguf.get(&key) else {
             if rule.required {
-                return Err(bad(
-                    &key,
-                    None,
-                    format!("required (llama.cpp asserts it: {})", rule.source),
-                ));
+                return Err(bad(&key, None, format!("required ({})", rule.why())));
             }
             continue;
         };
@@ -359,18 +392,20 @@ pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
                     .all(|&x| (i128::from(*min)..=i128::from(*max)).contains(&x))
             }),
             Check::FiniteNonNegative => float(v).is_some_and(|x| x.is_finite() && x >= 0.0),
+            Check::FinitePositive => float(v).is_some_and(|x| x.is_finite() && x > 0.0),
             Check::OneOf(names) => v.as_str().is_some_and(|s| names.contains(&s)),
         };
         if !ok {
             let want = match &rule.check {
                 Check::IntRange { min, max } => format!("an integer in {min}..={max}"),
                 Check::FiniteNonNegative => "a finite number >= 0".to_owned(),
+                Check::FinitePositive => "a finite number > 0".to_owned(),
                 Check::OneOf(names) => format!("one of {}", names.join(", ")),
             };
             return Err(bad(
                 &key,
                 Some(v),
-                format!("must be {want} (llama.cpp asserts it: {})", rule.source),
+                format!("must be {want} ({})", rule.why()),
             ));
         }
     }

@@ -275,6 +275,52 @@ fn llama_cpp_is_built_for_speed() {
     assert!(v.to_string().contains("llama.cpp build Release"), "{v}");
 }
 
+/// RoPE values llama.cpp takes without a check, which turned every attention score to NaN
+/// and the tiny model's greedy output to blanks: a NaN, zero or negative base, a negative
+/// scaling factor.
+#[test]
+fn rope_values_that_silently_garble_the_output_are_refused() {
+    use acap::gguf::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let src = acap_testkit::tiny(QuantType::Q8_0);
+    let cases = [
+        (
+            "llama.rope.freq_base",
+            f32::NAN,
+            "llama.rope.freq_base = NaN",
+        ),
+        ("llama.rope.freq_base", 0.0, "llama.rope.freq_base = 0"),
+        ("llama.rope.freq_base", -5.0, "llama.rope.freq_base = -5"),
+        (
+            "llama.rope.scaling.factor",
+            -1.0,
+            "llama.rope.scaling.factor = -1",
+        ),
+    ];
+    for (i, (key, value, named)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("r{i}.gguf"));
+        acap_testkit::with_metadata(&src, &path, &[(key, Some(Value::F32(value)))]);
+        let e = Model::load(&path, ModelParams::default()).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(named) && msg.contains("garbage"),
+            "{key}: {msg}"
+        );
+    }
+    // A plain base and a zero factor (no scaling) load.
+    for (i, (key, value)) in [
+        ("llama.rope.freq_base", 10_000.0),
+        ("llama.rope.scaling.factor", 0.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.path().join(format!("ok{i}.gguf"));
+        acap_testkit::with_metadata(&src, &path, &[(key, Some(Value::F32(value)))]);
+        Model::load(&path, ModelParams::default()).unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+}
+
 /// Hyper-parameters llama.cpp asserts on (an abort of the whole process) are refused natively
 /// with the key and value named; the process lives on to say so.
 #[test]
