@@ -605,7 +605,7 @@ pub(super) const ROPE_MULTI_IF_SECTIONS: &[&str] = &[
 
 
 def check_vocab_lists(src):
-    """src/hparams/special_tokens.rs lists the BPE pre-tokenizers that add a BOS by default and
+    """src/hparams/vocab.rs lists the BPE pre-tokenizers that add a BOS by default and
     those llama.cpp forces it on for: compare with the vendored llama-vocab.cpp."""
     text = (src / "llama-vocab.cpp").read_text()
     start = text.index("if (type == LLAMA_VOCAB_TYPE_BPE) {\n            add_space_prefix = false;")
@@ -617,14 +617,14 @@ def check_vocab_lists(src):
             add_bos += names
         if "LLAMA_VOCAB_PRE_TYPE_GEMMA4;" in block:
             force += names
-    rust = (ROOT / "src" / "hparams" / "special_tokens.rs").read_text()
+    rust = (ROOT / "src" / "hparams" / "vocab.rs").read_text()
     for const, want in [("BPE_ADD_BOS", add_bos), ("BPE_FORCE_BOS", force)]:
         m = re.search(rf"const {const}: &\[&str\] = &\[(.*?)\];", rust, re.S)
         have = re.findall(r'"([^"]+)"', m.group(1)) if m else None
         if have != want:
-            sys.exit(f"hparam-asserts: {const} in src/hparams/special_tokens.rs is {have}, the vendored "
+            sys.exit(f"hparam-asserts: {const} in src/hparams/vocab.rs is {have}, the vendored "
                      f"llama-vocab.cpp says {want}")
-    print("hparam-asserts: the BPE add_bos lists of src/hparams/special_tokens.rs are current")
+    print("hparam-asserts: the BPE add_bos lists of src/hparams/vocab.rs are current")
 
 
 def main():

@@ -8,7 +8,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The API docs build without a warning (broken links, missing docs).
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 # The tables of llama.cpp assertions acap checks natively (src/hparams/head_asserts.rs,
-# arch_asserts.rs, the BPE lists of special_tokens.rs) match the vendored llama.cpp.
+# arch_asserts.rs, the BPE lists of vocab.rs) match the vendored llama.cpp.
 python3 scripts/hparam-asserts.py --check
 # The test-model generator ships in nothing: not in the server or the C library, and in the
 # CLI crate only behind its default `builtin-models` feature (acap demo, bench presets).

@@ -8,7 +8,7 @@ mod arch_rules;
 mod head_asserts;
 mod rope;
 mod rope_types;
-mod special_tokens;
+mod vocab;
 
 use acap_gguf::{GgufFile, Value};
 
@@ -410,7 +410,7 @@ pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
         }
     }
     check_pre_tokenizer(gguf)?;
-    special_tokens::check(gguf)?;
+    vocab::check(gguf)?;
     check_experts(gguf, arch)?;
     check_head_dims(
         gguf,

@@ -469,9 +469,9 @@ fn sliding_window_models_without_a_window_block_are_refused() {
 /// A vocabulary that adds a special token it does not have: the tiny model's vocabulary as a
 /// T5 (Unigram) one, which has no BOS by default, with `add_bos_token` kept on. llama.cpp
 /// aborted on the first prompt (`GGML_ASSERT(special_bos_id != LLAMA_TOKEN_NULL)`); with
-/// `add_bos_token` off the same vocabulary runs.
+/// `add_bos_token` off the same vocabulary runs. And one with a token text twice.
 #[test]
-fn a_vocabulary_adding_a_missing_special_token_is_refused() {
+fn vocabularies_llama_cpp_aborts_on_are_refused() {
     use acap::gguf::Value;
     let src = acap_testkit::tiny(QuantType::Q4KM);
     let dir = tempfile::tempdir().unwrap();
@@ -486,6 +486,25 @@ fn a_vocabulary_adding_a_missing_special_token_is_refused() {
         out
     };
     load_and_decode(&t5(false)).unwrap();
+    // A token text twice: llama.cpp aborted at load (llama-vocab.cpp: GGML_ASSERT(
+    // id_to_token.size() == token_to_id.size())).
+    let f = acap::gguf::GgufFile::open(&src).unwrap();
+    let Ok(acap::gguf::Array::String(mut tokens)) = f.get_array("tokenizer.ggml.tokens").cloned()
+    else {
+        panic!("no token list");
+    };
+    tokens[100] = tokens[101].clone();
+    let dup = dir.path().join("dup.gguf");
+    let changes = [(
+        "tokenizer.ggml.tokens",
+        Some(Value::Array(acap::gguf::Array::String(tokens))),
+    )];
+    acap_testkit::with_metadata(&src, &dup, &changes);
+    let e = load_and_decode(&dup).unwrap_err();
+    assert!(
+        e.contains("tokenizer.ggml.tokens") && e.contains("token 101") && e.contains("token 100"),
+        "{e}"
+    );
     let e = load_and_decode(&t5(true)).unwrap_err();
     assert!(
         e.contains("tokenizer.ggml.bos_token_id = missing")

@@ -1,4 +1,10 @@
-//! The special tokens llama.cpp's tokenizer asserts on (`src/llama-vocab.cpp`): with
+//! What llama.cpp's vocabulary loader and tokenizer assert on (`src/llama-vocab.cpp`).
+//!
+//! Token texts must be distinct: the loader maps each text to one id and asserts the map is as
+//! long as the list (`GGML_ASSERT(id_to_token.size() == token_to_id.size())`), aborting at
+//! load on a duplicate.
+//!
+//! The special tokens the tokenizer adds must exist: with
 //! `add_special`, which acap's prompts use, a BOS (or EOS, or for WordPiece a separator) the
 //! vocabulary is to add must exist, or `GGML_ASSERT(special_bos_id != LLAMA_TOKEN_NULL)`
 //! aborts the process at the first tokenization. The ids resolve as llama.cpp resolves them:
@@ -64,11 +70,42 @@ fn defaults(model: &str, pre: &str) -> Option<Defaults> {
     })
 }
 
-/// Checks that each special token the vocabulary adds exists.
+/// Token texts as llama.cpp keys them (an empty one is `[EMPTY_{id}]`) must be distinct.
+fn distinct_tokens(md: &Metadata<'_>) -> Result<(), BadHparam> {
+    let Some(acap_gguf::Array::String(tokens)) =
+        md.get("tokenizer.ggml.tokens").and_then(Value::as_array)
+    else {
+        return Ok(());
+    };
+    let mut seen = std::collections::HashMap::with_capacity(tokens.len());
+    for (id, text) in tokens.iter().enumerate() {
+        let text = if text.is_empty() {
+            std::borrow::Cow::Owned(format!("[EMPTY_{id}]"))
+        } else {
+            std::borrow::Cow::Borrowed(text.as_str())
+        };
+        if let Some(first) = seen.insert(text.clone(), id) {
+            return Err(BadHparam {
+                key: "tokenizer.ggml.tokens".to_owned(),
+                value: format!("token {id} = {text:?}, the text of token {first} too"),
+                reason: "must be distinct: llama.cpp maps each text to one id and asserts \
+                         the map is as long as the list (llama-vocab.cpp: \
+                         GGML_ASSERT(id_to_token.size() == token_to_id.size()))"
+                    .to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks the token texts and the special tokens the vocabulary adds.
 pub(super) fn check(md: &Metadata<'_>) -> Result<(), BadHparam> {
     let Some(model) = md.get("tokenizer.ggml.model").and_then(Value::as_str) else {
         return Ok(());
     };
+    if !matches!(model, "none" | "no_vocab") {
+        distinct_tokens(md)?;
+    }
     let pre = md
         .get("tokenizer.ggml.pre")
         .and_then(Value::as_str)
@@ -165,6 +202,33 @@ mod tests {
             gguf: &f,
             overrides: Vec::new(),
         })
+    }
+
+    #[test]
+    fn token_texts_must_be_distinct() {
+        let with_tokens = |tokens: &[&str]| {
+            let mut w = GgufWriter::new();
+            w.set("tokenizer.ggml.model", "gpt2").unwrap();
+            let tokens = tokens.iter().map(|t| (*t).to_owned()).collect();
+            w.set("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)))
+                .unwrap();
+            w.set("tokenizer.ggml.add_bos_token", false).unwrap();
+            let f = GgufFile::from_bytes(w.into_bytes().unwrap()).unwrap();
+            check(&Metadata {
+                gguf: &f,
+                overrides: Vec::new(),
+            })
+        };
+        with_tokens(&["a", "b", "", ""]).unwrap();
+        let e = with_tokens(&["a", "b", "a"]).unwrap_err();
+        assert!(
+            e.key == "tokenizer.ggml.tokens"
+                && e.value.contains("token 2")
+                && e.value.contains("token 0"),
+            "{e:?}"
+        );
+        // An empty token is keyed [EMPTY_<id>], which a literal token can collide with.
+        with_tokens(&["[EMPTY_1]", ""]).unwrap_err();
     }
 
     #[test]
