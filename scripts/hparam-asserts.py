@@ -22,6 +22,12 @@ it, and the check on the GGUF keys it stands for), or left unchecked with the re
 and shapes, which llama.cpp checks with a catchable error first; batch and memory state; the
 MTP graphs, which only a context of type MTP builds and acap never creates one). An assertion
 in none of these fails `--check`, so a new one in a new pin is seen, not silently skipped.
+
+The same holds for llama-model.cpp, llama-graph.cpp and llama-vocab.cpp (SRC_ACCOUNTED), the
+src/ files whose assertions take header values. Generated besides: src/hparams/rope_types.rs
+(llama_model_rope_type: which architectures run RoPE, which multi-section RoPE), and a check
+that the BPE add_bos lists of src/hparams/vocab.rs match llama-vocab.cpp. A class that takes
+another's graph by `using graph = ...;` (models.h) gets that graph's assertions.
 """
 
 import json
@@ -409,6 +415,79 @@ EXCLUDED = [
      r"\bn_blocks > 0$|ext_factor",
      "batch, memory or context state, not a header value"),
 ]
+# The src/ files outside src/models whose assertions take header values: each of their
+# assertions is a checked row above, excluded by kind, or listed here with why it takes no
+# header value on acap's path (the rest of src/ holds batch, cache, sampler, state-file and
+# quantizer code).
+NATIVE = "checked natively by acap's own rules (src/hparams.rs, src/hparams/vocab.rs)"
+SRC_ACCOUNTED = {
+    "llama-model.cpp": {
+        "length_prefix != std::string::npos": "tensor names, in a tensor split across devices",
+        "layer_index_start != std::string::npos": "tensor names, in a tensor split across devices",
+        "!suffix_fallback.empty()": "tensor presence, in a tensor split across devices",
+        "hparams.n_embd_k_gqa(il) == n_embd_gqa": "a tensor split across devices (acap splits by layer)",
+        "hparams.dsv4_o_lora_rank % blck_size == 0": "a tensor split across devices (acap splits by layer)",
+        "tc.tensor_axis_0 != tensor": "a tensor split across devices (acap splits by layer)",
+        "source_split_state.axis >= 0 && source_split_state.axis < GGML_MAX_DIMS": "a tensor split across devices",
+        "hparams.n_layer_all > 0 && hparams.n_layer_all <= LLAMA_MAX_LAYERS": NATIVE,
+        "hparams.n_expert <= LLAMA_MAX_EXPERTS": NATIVE,
+        "n_expert_used_max <= hparams.n_expert": NATIVE,
+        "n_expert_used_max > 0": NATIVE,
+        "hparams.n_expert_groups < hparams.n_expert": NATIVE,
+        "hparams.n_expert % hparams.n_expert_groups == 0": NATIVE,
+        "hparams.n_group_used > 0": NATIVE,
+        "hparams.n_group_used < hparams.n_expert_groups": NATIVE,
+        "n_expert_used_max == 0": NATIVE,
+        "hparams.n_expert_groups == 0": NATIVE,
+        "hparams.rope_scaling_type_train != LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED": NATIVE,
+        "!ml.no_alloc": "the memory-fit pass, which acap does not run",
+        "bufs.size() == 1": "buffer allocation",
+        "hparams.swa_type != LLAMA_SWA_TYPE_NONE": "set by the loaders of the architectures that reach it",
+        "!hparams.is_swa_any()": "no loader marks sliding-window blocks without turning SWA on",
+        "nelements <= UINT32_MAX": "llama_model_get_tok_embd, which acap does not call",
+    },
+    "llama-graph.cpp": {
+        "out_ids": "graph inputs the builder always creates",
+        "mean": "embedding pooling, which acap's contexts do not turn on",
+        "cls": "embedding pooling, which acap's contexts do not turn on",
+        "n_stream > 0": "the cache's streams, from the context",
+        '!cross->seq_ids_enc.empty() && "llama_encode must be called first"': "encoder-decoder state",
+        "has_gate": "tensor presence (a gated feed-forward's gate)",
+        "n_kv_max >= 0 && n_kv_max <= INT32_MAX": "the cache size, from the context",
+        'hparams.swa_type == LLAMA_SWA_TYPE_NONE && "Use llama_kv_cache_iswa for SWA"':
+            "the memory type create_memory picks for the same swa_type",
+        'hparams.swa_type != LLAMA_SWA_TYPE_NONE && "Use llama_kv_cache for non-SWA"':
+            "the memory type create_memory picks for the same swa_type",
+        'hparams.swa_type != LLAMA_SWA_TYPE_NONE && "DSV4 expects SWA raw cache"': "set by the deepseek4 loader",
+    },
+    "llama-vocab.cpp": {
+        "vocab.get_type() == LLAMA_VOCAB_TYPE_BPE": "the BPE tokenizer session, made for BPE vocabularies only",
+        "vocab.token_bos() != LLAMA_TOKEN_NULL": NATIVE,
+        "vocab.token_eos() != LLAMA_TOKEN_NULL": NATIVE,
+        "special_bos_id != LLAMA_TOKEN_NULL": NATIVE,
+        "special_eos_id != LLAMA_TOKEN_NULL": NATIVE,
+        "special_sep_id != LLAMA_TOKEN_NULL": NATIVE,
+        "id_to_token.size() == token_to_id.size()": NATIVE,
+        "_offset >= 0": "text fragments the tokenizer cuts itself",
+        "_length >= 1": "text fragments the tokenizer cuts itself",
+        "offset + length <= raw_text.length()": "text fragments the tokenizer cuts itself",
+        "unicode_cpts_from_utf8(word).size() > 0": "commented out in the source",
+        '!ids.empty() && "model vocab missing newline token"':
+            "RWKV vocabularies at load; the RWKV tokenizer falls back to bytes (seen with the tiny vocabulary)",
+        "type != LLAMA_VOCAB_TYPE_NONE": "vocabulary queries; acap refuses a model without a tokenizer at load",
+        "get_type() != LLAMA_VOCAB_TYPE_NONE": "vocabulary queries; acap refuses a model without a tokenizer at load",
+        "pimpl->type != LLAMA_VOCAB_TYPE_NONE": "vocabulary queries; acap refuses a model without a tokenizer at load",
+        "is_byte(id)": "callers pass byte tokens only",
+        "check == -n_chars": "llama_token_to_piece's own size handshake",
+        'tokenizer && "Tokenizer not initialized. Call llama_vocab::init_tokenizer() first."':
+            "init_tokenizer runs at load",
+        "avail >= 0": "the detokenizer's own buffer arithmetic",
+        "token_left.find(' ') == std::string::npos": "merge lookups with symbols the BPE tokenizer splits itself",
+        "token_right.find(' ') == std::string::npos": "merge lookups with symbols the BPE tokenizer splits itself",
+        "n_chars <= (int32_t)text.size()": "the detokenizer's own buffer arithmetic",
+    },
+}
+
 FUNC = re.compile(r"^(?:template\s*<[^>]*>\s*)?[^\s#/][^;{]*?\b((?:\w+::)+)(~?\w+)\s*\(", re.M)
 
 
@@ -511,6 +590,18 @@ def classify(src, class_archs, bases, graph_of):
             continue
         lines = ", ".join(str(l) for l, _ in where)
         problems.append(f"models/{f}:{lines}: GGML_ASSERT({cond}) is neither checked nor accounted for")
+    for f, accounted in SRC_ACCOUNTED.items():
+        text = (src / f).read_text()
+        found = set()
+        for m in re.finditer(r"GGML_ASSERT\((.*?)\);", text, re.S):
+            cond = " ".join(m.group(1).split())
+            found.add(cond)
+            if (f, cond) in used or cond in accounted or any(re.search(p, cond) for p, _ in EXCLUDED):
+                continue
+            line = text.count("\n", 0, m.start()) + 1
+            problems.append(f"{f}:{line}: GGML_ASSERT({cond}) is neither checked nor accounted for")
+        problems += [f"{f}: SRC_ACCOUNTED lists GGML_ASSERT({c}), no longer in the source"
+                     for c in accounted if c not in found]
     if problems:
         sys.exit("hparam-asserts: the vendored llama.cpp's assertions moved:\n  " + "\n  ".join(problems))
     stale = sorted(set(UNCHECKED) - set(unchecked))
