@@ -393,9 +393,14 @@ ARCH_CHECKS = [
 # of the file not covered above), with the reason. Models of these architectures load with a
 # warning naming what is not pre-checked.
 UNCHECKED = {
-    # A speculative-decoding draft model: its DSpark stage reaches deepseek4.cpp's graph
-    # helpers too, when hyper_connection.count > 0, which those rows do not cover for it.
-    "dflash.cpp": (["dflash"], "draft-model (DFlash / DSpark) block, group and window settings"),
+    # A speculative-decoding draft, refused outright ("refuse"): it needs its target model's
+    # context, which acap never makes, and its DSpark head asserts that each physical batch
+    # splits into equal blocks per sequence (n_tokens % n_seqs == 0) and that the optional key
+    # dflash.block_size exists, and its DeepSeek-V4 stage reaches deepseek4.cpp's helpers.
+    "dflash.cpp": (["dflash"], "refuse",
+                   "a speculative-decoding draft (DFlash / DSpark): it runs beside its target "
+                   "model's context, which acap does not make, and its graph asserts batch shapes "
+                   "acap's batches do not keep"),
 }
 
 # Assertions that hold by construction whatever the header says, with why.
@@ -607,7 +612,8 @@ def classify(src, class_archs, bases, graph_of):
     stale = sorted(set(UNCHECKED) - set(unchecked))
     if stale:
         sys.exit(f"hparam-asserts: UNCHECKED names files with nothing left unchecked: {stale}")
-    return rows, [(archs_of(UNCHECKED[f][0]), f, UNCHECKED[f][1], c) for f, c in sorted(unchecked.items())]
+    return rows, [(archs_of(UNCHECKED[f][0]), f, UNCHECKED[f][1], UNCHECKED[f][2], c)
+                  for f, c in sorted(unchecked.items())]
 
 
 def render_arch(rows, unchecked, version):
@@ -629,13 +635,14 @@ pub(super) const ARCH_ASSERTS: &[ArchAssert] = &[
                    f"        needs: &[{', '.join(needs)}],\n    }},\n")
     out.append("""];
 
-/// Assertions on header values not checked natively yet: a model of these architectures loads
-/// with a warning that names them.
+/// Assertions on header values not checked natively: a model of these architectures loads
+/// with a warning that names them, or is refused (`refused`) with the reason.
 pub(super) const UNCHECKED: &[Unchecked] = &[
 """)
-    for archs, f, why, conds in unchecked:
+    for archs, f, mode, why, conds in unchecked:
         out.append(f"    Unchecked {{\n        archs: {strs(archs)},\n        file: \"{f}\",\n"
-                   f"        what: {json.dumps(why)},\n        asserts: {len(conds)},\n    }},\n")
+                   f"        what: {json.dumps(why)},\n        asserts: {len(conds)},\n"
+                   f"        refused: {'true' if mode == 'refuse' else 'false'},\n    }},\n")
     out.append("];\n")
     body = "".join(out)
     used = [n for n in ["ArchAssert", "Layers", "Need", "SwaPattern", "SwaWhen", "Unchecked", "flag", "float_key", "or_head_size", "or_int",

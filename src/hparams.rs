@@ -418,6 +418,7 @@ pub(crate) fn check(gguf: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
         head_asserts::VALUE_EQUALS_KEY.contains(&arch),
         head_asserts::ROPE_EQUALS_VALUE.contains(&arch),
     )?;
+    arch_rules::refused(arch, arch_asserts::UNCHECKED)?;
     rope::check(gguf, arch)?;
     arch_rules::check(gguf, arch, arch_asserts::ARCH_ASSERTS)?;
     if LLAMA_LAYOUT_ARCHS.contains(&arch) {

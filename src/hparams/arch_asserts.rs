@@ -781,11 +781,12 @@ pub(super) const ARCH_ASSERTS: &[ArchAssert] = &[
     },
 ];
 
-/// Assertions on header values not checked natively yet: a model of these architectures loads
-/// with a warning that names them.
+/// Assertions on header values not checked natively: a model of these architectures loads
+/// with a warning that names them, or is refused (`refused`) with the reason.
 pub(super) const UNCHECKED: &[Unchecked] = &[Unchecked {
     archs: &["dflash"],
     file: "dflash.cpp",
-    what: "draft-model (DFlash / DSpark) block, group and window settings",
+    what: "a speculative-decoding draft (DFlash / DSpark): it runs beside its target model's context, which acap does not make, and its graph asserts batch shapes acap's batches do not keep",
     asserts: 4,
+    refused: true,
 }];

@@ -188,6 +188,8 @@ pub(super) struct Unchecked {
     pub(super) file: &'static str,
     pub(super) what: &'static str,
     pub(super) asserts: usize,
+    /// The architectures are refused at load (`what` says why) rather than warned about.
+    pub(super) refused: bool,
 }
 
 /// A key's value as llama.cpp will hold it.
@@ -674,11 +676,27 @@ pub(super) fn check(md: &Metadata<'_>, arch: &str, table: &[ArchAssert]) -> Resu
     Ok(())
 }
 
+/// Refuses `arch` where `table` says so.
+pub(super) fn refused(arch: &str, table: &[Unchecked]) -> Result<(), BadHparam> {
+    match table.iter().find(|u| u.refused && u.archs.contains(&arch)) {
+        Some(u) => Err(BadHparam {
+            key: "general.architecture".to_owned(),
+            value: format!("'{arch}'"),
+            reason: format!(
+                "acap does not run {}, whose {} assertions in llama.cpp's {} it cannot keep \
+                 from aborting",
+                u.what, u.asserts, u.file
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// What `table` leaves unchecked for `arch`, as one line for a warning.
 pub(super) fn unchecked(arch: &str, table: &[Unchecked]) -> Option<String> {
     let rows: Vec<String> = table
         .iter()
-        .filter(|u| u.archs.contains(&arch))
+        .filter(|u| !u.refused && u.archs.contains(&arch))
         .map(|u| format!("{} in {} ({} assertions)", u.what, u.file, u.asserts))
         .collect();
     (!rows.is_empty()).then(|| rows.join("; "))
@@ -1302,7 +1320,13 @@ mod tests {
         }
         assert!(unchecked("llama", UNCHECKED).is_none());
         assert!(unchecked("deepseek4", UNCHECKED).is_none());
-        let w = unchecked("dflash", UNCHECKED).unwrap();
-        assert!(w.contains("dflash.cpp"), "{w}");
+        // DFlash drafts are refused, not warned about.
+        assert!(unchecked("dflash", UNCHECKED).is_none());
+        let e = super::refused("dflash", UNCHECKED).unwrap_err();
+        assert!(
+            e.key == "general.architecture" && e.reason.contains("speculative-decoding draft"),
+            "{e:?}"
+        );
+        super::refused("llama", UNCHECKED).unwrap();
     }
 }
