@@ -345,6 +345,12 @@ fn architecture_asserts_beyond_head_sizes_are_checked_natively() {
         e.contains("jamba.attention.head_count_kv") && e.contains("recurrent"),
         "{e}"
     );
+    // A speculative-decoding draft is refused outright, with the reason.
+    let e = load_and_decode(&moved_to(&src, dir.path(), "dflash", &[])).unwrap_err();
+    assert!(
+        e.contains("general.architecture = 'dflash'") && e.contains("speculative-decoding draft"),
+        "{e}"
+    );
     // A header these checks pass reaches llama.cpp, which refuses the missing tensors itself.
     let path = moved_to(&src, dir.path(), "qwen35", &ssm(4));
     let e = load_and_decode(&path).unwrap_err();
