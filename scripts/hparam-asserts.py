@@ -329,6 +329,12 @@ ARCH_CHECKS = [
     # Gemma 4 shares the KV of its last shared_kv_layers blocks with earlier ones.
     ("llama-model.cpp", "hparams.n_layer_kv_from_start >= 2", ["gemma4"],
      [f'Need::Leaves({BLOCKS}, {K("attention.shared_kv_layers", 0)}, 2)']),
+    # Gemma 3n / 4 blocks from n_layer_kv_from_start on reuse an earlier block's KV cache, one
+    # of their own kind, which the pattern may leave out of that kind's cache.
+    ("llama-kv-cache.cpp", "map_layer_ids.find(il_reuse) != map_layer_ids.end()", ["gemma4"],
+     [f'Need::SharedKv(SwaPattern::Flags, KvFrom::Less({BLOCKS}, {K("attention.shared_kv_layers", 0)}))']),
+    ("llama-kv-cache.cpp", "map_layer_ids.find(il_reuse) != map_layer_ids.end()", ["gemma3n"],
+     ["Need::SharedKv(SwaPattern::Period(5, false), KvFrom::Fixed(20))"]),
     # Integer divisions by a header value: a zero divisor is SIGFPE, not even an assertion.
     ("qwen3next.cpp", "code:(i + 1) % full_attn_interval", ["qwen3next"],
      [f'Need::EveryNth("{RECURRENT_FLAGS}", {EVERY(4)})']),
@@ -645,7 +651,7 @@ pub(super) const UNCHECKED: &[Unchecked] = &[
                    f"        refused: {'true' if mode == 'refuse' else 'false'},\n    }},\n")
     out.append("];\n")
     body = "".join(out)
-    used = [n for n in ["ArchAssert", "Layers", "Need", "SwaPattern", "SwaWhen", "Unchecked", "flag", "float_key", "or_head_size", "or_int",
+    used = [n for n in ["ArchAssert", "KvFrom", "Layers", "Need", "SwaPattern", "SwaWhen", "Unchecked", "flag", "float_key", "or_head_size", "or_int",
                         "or_key", "required"] if re.search(rf"\b{n}(\(|::| \{{)", body.split("{imports}", 1)[1])]
     out = [body.replace("{imports}", f"use super::arch_rules::{{{', '.join(used)}}};")]
     return rustfmt("".join(out))

@@ -3,8 +3,8 @@
 //! edit: the checks are written in the script's ARCH_CHECKS, one row per assertion).
 
 use super::arch_rules::{
-    ArchAssert, Layers, Need, SwaPattern, SwaWhen, Unchecked, flag, float_key, or_head_size,
-    or_int, or_key, required,
+    ArchAssert, KvFrom, Layers, Need, SwaPattern, SwaWhen, Unchecked, flag, float_key,
+    or_head_size, or_int, or_key, required,
 };
 
 /// Assertions checked natively: the architectures that reach each, the assertion as written
@@ -571,6 +571,25 @@ pub(super) const ARCH_ASSERTS: &[ArchAssert] = &[
             required("block_count"),
             or_int("attention.shared_kv_layers", 0),
             2,
+        )],
+    },
+    ArchAssert {
+        archs: &["gemma4"],
+        source: "llama-kv-cache.cpp: GGML_ASSERT(map_layer_ids.find(il_reuse) != map_layer_ids.end())",
+        needs: &[Need::SharedKv(
+            SwaPattern::Flags,
+            KvFrom::Less(
+                required("block_count"),
+                or_int("attention.shared_kv_layers", 0),
+            ),
+        )],
+    },
+    ArchAssert {
+        archs: &["gemma3n"],
+        source: "llama-kv-cache.cpp: GGML_ASSERT(map_layer_ids.find(il_reuse) != map_layer_ids.end())",
+        needs: &[Need::SharedKv(
+            SwaPattern::Period(5, false),
+            KvFrom::Fixed(20),
         )],
     },
     ArchAssert {

@@ -114,6 +114,14 @@ pub(super) enum SwaWhen {
     Blocks(i64),
 }
 
+/// The first block that reuses an earlier block's KV cache.
+pub(super) enum KvFrom {
+    /// This block (Gemma 3n: 20).
+    Fixed(i64),
+    /// The first key less the second (Gemma 4: `block_count - attention.shared_kv_layers`).
+    Less(Key, Key),
+}
+
 /// What one assertion needs of the keys.
 pub(super) enum Need {
     /// The key (each element of an array) is at least this.
@@ -148,6 +156,9 @@ pub(super) enum Need {
     MinWhenFloat(Key, i64, FloatKey),
     /// The first less the second is at least this.
     Leaves(Key, Key, i64),
+    /// The blocks from the given one on reuse the KV cache of an earlier block of their kind
+    /// (Gemma 3n, Gemma 4).
+    SharedKv(SwaPattern, KvFrom),
     /// The flag is this.
     FlagIs(Flag, bool),
     /// The float is below this (a NaN is not).
@@ -382,6 +393,13 @@ fn unmet(md: &Metadata<'_>, arch: &str, need: &Need) -> Option<(Resolved, String
             })
         }
         Need::SomeSwa(pattern, when) => some_swa(md, arch, pattern, when),
+        Need::SharedKv(pattern, from) => {
+            let from = match from {
+                KvFrom::Fixed(f) => i128::from(*f),
+                KvFrom::Less(total, shared) => get(total)?.first() - get(shared)?.first(),
+            };
+            shared_kv(md, arch, pattern, usize::try_from(from).ok()?)
+        }
         Need::MinWhenFloat(k, min, f) => {
             let (set, x) = resolve_float(md, arch, f)?;
             let k = get(k)?;
@@ -583,50 +601,43 @@ fn hybrid(
     Some((key, why))
 }
 
-/// A model whose loader turns sliding-window attention on without any block using it.
-fn some_swa(
+/// Which of the first `blocks` blocks slide (llama.cpp's `is_swa_impl`), with the pattern
+/// key as the culprit to name; `None` where llama.cpp refuses the pattern itself.
+fn swa_blocks(
     md: &Metadata<'_>,
     arch: &str,
     pattern: &SwaPattern,
-    when: &SwaWhen,
-) -> Option<(Resolved, String)> {
-    let blocks = resolve(md, arch, &required("block_count"))?.first();
-    let trunk = blocks - resolve(md, arch, &or_int("nextn_predict_layers", 0))?.first();
-    let window = || resolve(md, arch, &required("attention.sliding_window"));
-    let on = match when {
-        SwaWhen::Always => true,
-        SwaWhen::Window => window().is_some_and(|w| w.first() > 0),
-        SwaWhen::WindowNotZero => window().is_none_or(|w| w.first() > 0),
-        SwaWhen::Blocks(n) => trunk == i128::from(*n),
-    };
-    if !on {
-        return None;
-    }
+    blocks: usize,
+    trunk: usize,
+) -> Option<(Resolved, Vec<bool>)> {
     let full = format!("{arch}.attention.sliding_window_pattern");
-    let blocks = usize::try_from(blocks).ok()?;
-    let any = match (md.get(&full), pattern) {
-        (Some(v @ Value::Array(_)), _) => bools(v)?.iter().take(blocks).any(|&b| b),
+    let flags = match (md.get(&full), pattern) {
+        (Some(v @ Value::Array(_)), _) => {
+            let mut f = bools(v)?;
+            f.resize(blocks, false);
+            f.truncate(blocks);
+            f
+        }
         (_, SwaPattern::Flags) => return None,
         (v, SwaPattern::Period(default, dense_first)) => {
             let n = match v {
                 Some(v) => *ints(v)?.first()?,
                 None => i128::from(*default),
             };
-            let trunk = usize::try_from(trunk).unwrap_or(0);
             let n = usize::try_from(n).ok()?;
-            (0..trunk).any(|il| {
-                n == 0
-                    || if *dense_first {
-                        il % n != 0
-                    } else {
-                        il % n < n - 1
-                    }
-            })
+            (0..blocks)
+                .map(|il| {
+                    il < trunk
+                        && (n == 0
+                            || if *dense_first {
+                                il % n != 0
+                            } else {
+                                il % n < n - 1
+                            })
+                })
+                .collect()
         }
     };
-    if any {
-        return None;
-    }
     let key = match (md.get(&full), pattern) {
         (Some(v), _) => Resolved {
             key: full,
@@ -641,10 +652,77 @@ fn some_swa(
         },
         (None, SwaPattern::Flags) => return None,
     };
+    Some((key, flags))
+}
+
+/// The block count and the trunk's (less the nextn blocks).
+fn blocks_and_trunk(md: &Metadata<'_>, arch: &str) -> Option<(usize, usize)> {
+    let blocks = resolve(md, arch, &required("block_count"))?.first();
+    let trunk = blocks - resolve(md, arch, &or_int("nextn_predict_layers", 0))?.first();
+    Some((
+        usize::try_from(blocks).ok()?,
+        usize::try_from(trunk).unwrap_or(0),
+    ))
+}
+
+/// A model whose loader turns sliding-window attention on without any block using it.
+fn some_swa(
+    md: &Metadata<'_>,
+    arch: &str,
+    pattern: &SwaPattern,
+    when: &SwaWhen,
+) -> Option<(Resolved, String)> {
+    let (blocks, trunk) = blocks_and_trunk(md, arch)?;
+    let window = || resolve(md, arch, &required("attention.sliding_window"));
+    let on = match when {
+        SwaWhen::Always => true,
+        SwaWhen::Window => window().is_some_and(|w| w.first() > 0),
+        SwaWhen::WindowNotZero => window().is_none_or(|w| w.first() > 0),
+        SwaWhen::Blocks(n) => i128::try_from(trunk).is_ok_and(|t| t == i128::from(*n)),
+    };
+    if !on {
+        return None;
+    }
+    let (key, flags) = swa_blocks(md, arch, pattern, blocks, trunk)?;
+    if flags.contains(&true) {
+        return None;
+    }
     let why = "leaves no block with sliding-window attention, which this model's loader turns \
                on: llama.cpp asserts is_swa_any() when it creates the context"
         .to_owned();
     Some((key, why))
+}
+
+/// Gemma 3n / 4 blocks from `from` on reuse the KV of block `from - 2` (sliding) or
+/// `from - 1` (full): each must be of the kind that reuses it, or the cache of that kind has
+/// no such block and llama.cpp asserts (llama-kv-cache.cpp: `map_layer_ids.find(il_reuse)`).
+fn shared_kv(
+    md: &Metadata<'_>,
+    arch: &str,
+    pattern: &SwaPattern,
+    from: usize,
+) -> Option<(Resolved, String)> {
+    let (blocks, trunk) = blocks_and_trunk(md, arch)?;
+    if from < 2 || from >= blocks {
+        return None;
+    }
+    let (key, flags) = swa_blocks(md, arch, pattern, blocks, trunk)?;
+    for (sliding, source) in [(true, from - 2), (false, from - 1)] {
+        let reused = flags[from..].iter().any(|&f| f == sliding);
+        if reused && flags[source] != sliding {
+            let kind = if sliding {
+                "sliding-window"
+            } else {
+                "full-attention"
+            };
+            let why = format!(
+                "makes block {source} not a {kind} block, though the {kind} blocks from {from} \
+                 on reuse its KV cache: llama.cpp asserts the reused block is in that cache"
+            );
+            return Some((key, why));
+        }
+    }
+    None
 }
 
 /// The flags of a boolean (or integer) scalar or array, as llama.cpp reads them into a
@@ -1275,6 +1353,63 @@ mod tests {
         );
         assert!(
             e.reason.contains("at least 2 of gemma4.block_count = 4"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn blocks_sharing_kv_reuse_a_block_of_their_kind() {
+        // Gemma 3n: blocks from 20 on reuse block 18 (sliding) or 19 (full).
+        let gemma3n = |p: Option<u32>| {
+            let mut keys = vec![("block_count", U(30))];
+            keys.extend(p.map(|p| ("attention.sliding_window_pattern", U(p))));
+            keys
+        };
+        checked("gemma3n", &gemma3n(None)).unwrap();
+        checked("gemma3n", &gemma3n(Some(2))).unwrap();
+        let e = refused(
+            "gemma3n",
+            &gemma3n(Some(3)),
+            "attention.sliding_window_pattern",
+            "llama-kv-cache.cpp",
+        );
+        assert!(
+            e.reason.contains("block 19 not a full-attention block"),
+            "{e:?}"
+        );
+        // Short of block 20 nothing is shared.
+        checked(
+            "gemma3n",
+            &[
+                ("block_count", U(12)),
+                ("attention.sliding_window_pattern", U(3)),
+            ],
+        )
+        .unwrap();
+        // Gemma 4: from block_count - shared_kv_layers on.
+        let gemma4 = |flags: Vec<bool>| {
+            vec![
+                ("block_count", U(6)),
+                ("attention.shared_kv_layers", U(2)),
+                (
+                    "attention.sliding_window_pattern",
+                    Value::Array(acap_gguf::Array::Bool(flags)),
+                ),
+            ]
+        };
+        checked(
+            "gemma4",
+            &gemma4(vec![true, true, true, false, true, false]),
+        )
+        .unwrap();
+        let e = refused(
+            "gemma4",
+            &gemma4(vec![true, true, false, true, true, false]),
+            "attention.sliding_window_pattern",
+            "llama-kv-cache.cpp",
+        );
+        assert!(
+            e.reason.contains("block 2 not a sliding-window block"),
             "{e:?}"
         );
     }
