@@ -708,7 +708,7 @@ fn shared_kv(
     }
     let (key, flags) = swa_blocks(md, arch, pattern, blocks, trunk)?;
     for (sliding, source) in [(true, from - 2), (false, from - 1)] {
-        let reused = flags[from..].iter().any(|&f| f == sliding);
+        let reused = flags[from..].contains(&sliding);
         if reused && flags[source] != sliding {
             let kind = if sliding {
                 "sliding-window"
