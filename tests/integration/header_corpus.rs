@@ -383,6 +383,14 @@ fn head_size_asserts_of_other_architectures_are_checked_natively() {
             32,
             "n_embd_head_v == n_embd_head_k",
         ),
+        // minicpm takes granite's graph builder by `using graph =`: it aborted in granite.cpp
+        // before the derivation followed such aliases.
+        (
+            "minicpm",
+            "rope.dimension_count",
+            32,
+            "n_embd_head_v == n_rot",
+        ),
         // phi2 rotates part of each head: only the key/value sizes are asserted.
         (
             "phi2",
