@@ -30,6 +30,7 @@ that the BPE add_bos lists of src/hparams/vocab.rs match llama-vocab.cpp. A clas
 another's graph by `using graph = ...;` (models.h) gets that graph's assertions.
 """
 
+import functools
 import json
 import re
 import subprocess
@@ -60,14 +61,35 @@ def KV_FORMS(head_v, head_k):
     return forms
 
 
+@functools.lru_cache(maxsize=None)
+def read(path):
+    """A vendored source file's text, read once."""
+    return path.read_text()
+
+
+@functools.lru_cache(maxsize=None)
+def arch_names(src):
+    """LLM_ARCH_X -> its `general.architecture` name, from llama-arch.cpp."""
+    return dict(re.findall(r'\{\s*(LLM_ARCH_\w+)\s*,\s*"([^"]+)"\s*\}', read(src / "llama-arch.cpp")))
+
+
+def function_body(text, start):
+    """The text of the function that begins at `start`, to its closing brace in column 0."""
+    body = text[text.index(start):]
+    return body[:body.index("\n}\n")]
+
+
+def case_archs(src, text):
+    """The architecture names of the `case LLM_ARCH_X:` labels in `text`."""
+    names = arch_names(src)
+    return {names[a] for a in re.findall(r"case\s+(LLM_ARCH_\w+)\s*:", text) if a in names}
+
+
 def derive(src):
-    names = dict(re.findall(r'\{\s*(LLM_ARCH_\w+)\s*,\s*"([^"]+)"\s*\}',
-                            (src / "llama-arch.cpp").read_text()))
-    mapping_src = (src / "llama-model.cpp").read_text()
-    body = mapping_src[mapping_src.index("llama_model_mapping("):]
-    body = body[:body.index("\n}\n")]
+    names = arch_names(src)
+    body = function_body(read(src / "llama-model.cpp"), "llama_model_mapping(")
     arch_class = dict(re.findall(r"case\s+(LLM_ARCH_\w+)\s*:\s*return\s+new\s+(\w+)\(", body))
-    models_h = (src / "models" / "models.h").read_text()
+    models_h = read(src / "models" / "models.h")
     bases = dict(re.findall(r"struct\s+(llama_model_\w+)\s*:\s*public\s+(llama_model_\w+)", models_h))
     # A class may take another's graph builder outright (`using graph = llama_model_granite::graph;`
     # in minicpm and granite_moe): that graph's assertions are its own.
@@ -78,7 +100,7 @@ def derive(src):
             graph_of[m.group(1)] = alias.group(1)
     asserts = {}  # class -> set of the two asserts its graph constructors make
     for path in sorted((src / "models").glob("*.cpp")):
-        text = path.read_text()
+        text = read(path)
         for m in re.finditer(r"^(?:template\s*<[^>]*>\s*)?(llama_model_\w+)::graph(?:<[^>]*>)?::graph\(",
                              text, re.M):
             end = text.find("\n}\n", m.end())
@@ -505,7 +527,7 @@ FUNC = re.compile(r"^(?:template\s*<[^>]*>\s*)?[^\s#/][^;{]*?\b((?:\w+::)+)(~?\w
 def model_asserts(src):
     """(file, line, enclosing function, condition) of every GGML_ASSERT in src/models."""
     for path in sorted((src / "models").glob("*.cpp")):
-        text = path.read_text()
+        text = read(path)
         funcs = [(m.start(), m.group(1)[:-2] + "::" + m.group(2)) for m in FUNC.finditer(text)]
         for m in re.finditer(r"GGML_ASSERT\((.*?)\);", text, re.S):
             enclosing = ""
@@ -538,16 +560,13 @@ def classify(src, class_archs, bases, graph_of):
 
     # The architectures llama.cpp gives a hybrid memory (llm_arch_is_hybrid): a class that
     # reaches a hybrid row may have subclasses that are not hybrid (clef, of qwen35).
-    arch_src = (src / "llama-arch.cpp").read_text()
-    names = dict(re.findall(r'\{\s*(LLM_ARCH_\w+)\s*,\s*"([^"]+)"\s*\}', arch_src))
-    is_hybrid = arch_src[arch_src.index("bool llm_arch_is_hybrid("):]
-    hybrid = {names[a] for a in re.findall(r"case\s+(LLM_ARCH_\w+)\s*:", is_hybrid[:is_hybrid.index("default:")])}
+    is_hybrid = function_body(read(src / "llama-arch.cpp"), "bool llm_arch_is_hybrid(")
+    hybrid = case_archs(src, is_hybrid[:is_hybrid.index("default:")])
 
     # The architectures llama.cpp gives no memory at all (the first cases of create_memory):
     # no KV cache, so no sliding-window assertion (gemma-embedding, of gemma3).
-    model_src = (src / "llama-model.cpp").read_text()
-    create = model_src[model_src.index("llama_model::create_memory("):]
-    no_memory = {names[a] for a in re.findall(r"case\s+(LLM_ARCH_\w+)\s*:", create[:create.index("res = nullptr")])}
+    create = function_body(read(src / "llama-model.cpp"), "llama_model::create_memory(")
+    no_memory = case_archs(src, create[:create.index("res = nullptr")])
 
     rows, used, problems = [], set(), []
     flat = {}  # file outside src/models -> its text on one line, read once
@@ -555,7 +574,7 @@ def classify(src, class_archs, bases, graph_of):
     def flat_text(f):
         if f not in flat:
             path = next(p for p in [src / "models" / f, src / f, src.parent / f] if p.exists())
-            flat[f] = " ".join(path.read_text().split())
+            flat[f] = " ".join(read(path).split())
         return flat[f]
 
     conds = {}
@@ -602,7 +621,7 @@ def classify(src, class_archs, bases, graph_of):
         lines = ", ".join(str(l) for l, _ in where)
         problems.append(f"models/{f}:{lines}: GGML_ASSERT({cond}) is neither checked nor accounted for")
     for f, accounted in SRC_ACCOUNTED.items():
-        text = (src / f).read_text()
+        text = read(src / f)
         found = set()
         for m in re.finditer(r"GGML_ASSERT\((.*?)\);", text, re.S):
             cond = " ".join(m.group(1).split())
@@ -666,16 +685,14 @@ def rustfmt(text):
 def rope_types(src, version):
     """llama_model_rope_type's architectures without RoPE and those always on multi-section
     RoPE (M-RoPE, interleaved M-RoPE), as src/hparams/rope_types.rs."""
-    names = dict(re.findall(r'\{\s*(LLM_ARCH_\w+)\s*,\s*"([^"]+)"\s*\}', (src / "llama-arch.cpp").read_text()))
-    text = (src / "llama-model.cpp").read_text()
-    body = text[text.index("llama_rope_type llama_model_rope_type("):]
-    body = body[:body.index("\n}\n")]
+    names = arch_names(src)
+    body = function_body(read(src / "llama-model.cpp"), "llama_rope_type llama_model_rope_type(")
     groups = re.findall(r"((?:\s*(?://[^\n]*\n\s*)*case\s+LLM_ARCH_\w+\s*:)+)\s*(?://[^\n]*\n\s*)*"
                         r"return\s+([^;]+);", body)
     listed = set(re.findall(r"case\s+(LLM_ARCH_\w+)", body))
     none, multi, multi_if = set(), set(), set()
     for cases, ret in groups:
-        archs = {names[a] for a in re.findall(r"case\s+(LLM_ARCH_\w+)", cases) if a in names}
+        archs = case_archs(src, cases)
         ret = " ".join(ret.split())
         if ret == "LLAMA_ROPE_TYPE_NONE":
             none |= archs
@@ -711,7 +728,7 @@ pub(super) const ROPE_MULTI_IF_SECTIONS: &[&str] = &[
 def check_vocab_lists(src):
     """src/hparams/vocab.rs lists the BPE pre-tokenizers that add a BOS by default and
     those llama.cpp forces it on for: compare with the vendored llama-vocab.cpp."""
-    text = (src / "llama-vocab.cpp").read_text()
+    text = read(src / "llama-vocab.cpp")
     start = text.index("if (type == LLAMA_VOCAB_TYPE_BPE) {\n            add_space_prefix = false;")
     section = text[start:text.index("} else if (type == LLAMA_VOCAB_TYPE_SPM) {", start)]
     add_bos, force = [], []
