@@ -193,7 +193,6 @@ SHIFTS = K("token_shift_count", 2)
 HEAD = K("@head", "head")  # embedding_length / attention.head_count itself
 
 BLOCKS = K("block_count")
-NEXTN = K("nextn_predict_layers", 0)
 KV_HEADS = K("attention.head_count_kv", "attention.head_count")
 RECURRENT_FLAGS = "attention.recurrent_layers"
 HEAD_SIZE_RWKV = K("wkv.head_size")
@@ -214,7 +213,7 @@ def SWA(pattern, when):
 
 
 def HYBRID(layers):
-    return [f"Need::Hybrid({layers}, {BLOCKS}, {NEXTN})"]
+    return [f"Need::Hybrid({layers})"]
 
 
 MOE = [f"Need::Min({EXPERTS}, 1)", f"Need::Min({USED}, 1)"]

@@ -19,6 +19,28 @@ pub(crate) struct Metadata<'a> {
     pub(crate) overrides: Vec<(String, Value)>,
 }
 
+/// A header of `arch` with these keys (`{arch}.` is prefixed to each), for the checks' tests.
+#[cfg(test)]
+fn arch_header(arch: &str, keys: &[(&str, Value)]) -> GgufFile {
+    let mut w = acap_gguf::GgufWriter::new();
+    w.set("general.architecture", arch).unwrap();
+    for (k, v) in keys {
+        w.set(format!("{arch}.{k}"), v.clone()).unwrap();
+    }
+    GgufFile::from_bytes(w.into_bytes().unwrap()).unwrap()
+}
+
+#[cfg(test)]
+impl<'a> Metadata<'a> {
+    /// The file's metadata without overrides.
+    fn of(gguf: &'a GgufFile) -> Self {
+        Self {
+            gguf,
+            overrides: Vec::new(),
+        }
+    }
+}
+
 impl Metadata<'_> {
     fn get(&self, key: &str) -> Option<&Value> {
         self.overrides
@@ -27,6 +49,26 @@ impl Metadata<'_> {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v)
             .or_else(|| self.gguf.get(key))
+    }
+
+    /// `embedding_length / attention.head_count`, llama.cpp's default head size.
+    fn head_size(&self, arch: &str) -> Option<i128> {
+        let n_embd = self.arch_int(arch, "embedding_length")?;
+        let n_head = self.arch_int(arch, "attention.head_count")?;
+        (n_head > 0).then(|| n_embd / n_head)
+    }
+
+    /// A head dimension (`attention.key_length` or `attention.value_length`) as llama.cpp
+    /// takes it, the head size when absent, with where it came from for a message.
+    fn head_dim(&self, arch: &str, suffix: &str) -> Option<(i128, String)> {
+        if let Some(v) = self.arch_int(arch, suffix) {
+            return Some((v, format!("{arch}.{suffix}")));
+        }
+        let n_embd = self.arch_int(arch, "embedding_length")?;
+        let n_head = self.arch_int(arch, "attention.head_count")?;
+        let from =
+            format!("{arch}.embedding_length {n_embd} / {arch}.attention.head_count {n_head}");
+        Some((self.head_size(arch)?, from))
     }
 
     /// The integer of `{arch}.{suffix}`, or its first element when it is an array.
@@ -62,9 +104,16 @@ struct Rule {
     suffix: &'static str,
     required: bool,
     check: Check,
-    /// The assertion in the vendored llama.cpp this rule keeps from firing ([`SILENT_ROPE`]
-    /// for the RoPE values it takes unchecked).
-    source: &'static str,
+    /// Why the rule holds.
+    source: Source,
+}
+
+/// Why a rule holds.
+enum Source {
+    /// The assertion in the vendored llama.cpp it keeps from firing.
+    Asserts(&'static str),
+    /// A RoPE value llama.cpp takes unchecked and garbles its output on.
+    SilentRope,
 }
 
 /// `LLAMA_MAX_LAYERS` and `LLAMA_MAX_EXPERTS` (`src/llama-hparams.h`).
@@ -74,18 +123,15 @@ const MAX_EXPERTS: u64 = 1024;
 impl Rule {
     /// Why the rule holds, for a message.
     fn why(&self) -> String {
-        if self.source == SILENT_ROPE {
-            SILENT_ROPE.to_owned()
-        } else {
-            format!("llama.cpp asserts it: {}", self.source)
+        match self.source {
+            Source::Asserts(assertion) => format!("llama.cpp asserts it: {assertion}"),
+            Source::SilentRope => "not asserted by llama.cpp, which silently rotates by it: a \
+                                   NaN, zero or negative value makes every attention score NaN \
+                                   and the output garbage"
+                .to_owned(),
         }
     }
 }
-
-/// Why the RoPE rules hold, though llama.cpp asserts none of them.
-const SILENT_ROPE: &str = "not asserted by llama.cpp, which silently rotates by it: a NaN, zero \
-                           or negative value makes every attention score NaN and the output \
-                           garbage";
 
 /// The per-key rules, for every architecture.
 const RULES: &[Rule] = &[
@@ -96,7 +142,9 @@ const RULES: &[Rule] = &[
             min: 1,
             max: MAX_LAYERS,
         },
-        source: "llama-model.cpp load_hparams: n_layer_all > 0 && n_layer_all <= LLAMA_MAX_LAYERS",
+        source: Source::Asserts(
+            "llama-model.cpp load_hparams: n_layer_all > 0 && n_layer_all <= LLAMA_MAX_LAYERS",
+        ),
     },
     Rule {
         suffix: "expert_count",
@@ -105,43 +153,45 @@ const RULES: &[Rule] = &[
             min: 0,
             max: MAX_EXPERTS,
         },
-        source: "llama-model.cpp load_hparams: n_expert <= LLAMA_MAX_EXPERTS",
+        source: Source::Asserts("llama-model.cpp load_hparams: n_expert <= LLAMA_MAX_EXPERTS"),
     },
     Rule {
         suffix: "attention.layer_norm_rms_epsilon",
         required: false,
         check: Check::FiniteNonNegative,
-        source: "ggml-cpu ops.cpp rms_norm: eps >= 0.0f (NaN fails it too)",
+        source: Source::Asserts("ggml-cpu ops.cpp rms_norm: eps >= 0.0f (NaN fails it too)"),
     },
     Rule {
         suffix: "attention.layer_norm_epsilon",
         required: false,
         check: Check::FiniteNonNegative,
-        source: "ggml-cpu ops.cpp norm: eps >= 0.0f (NaN fails it too)",
+        source: Source::Asserts("ggml-cpu ops.cpp norm: eps >= 0.0f (NaN fails it too)"),
     },
     Rule {
         suffix: "rope.freq_base",
         required: false,
         check: Check::FinitePositive,
-        source: SILENT_ROPE,
+        source: Source::SilentRope,
     },
     Rule {
         suffix: "rope.freq_base_swa",
         required: false,
         check: Check::FinitePositive,
-        source: SILENT_ROPE,
+        source: Source::SilentRope,
     },
     Rule {
         suffix: "rope.scaling.factor",
         required: false,
         check: Check::FiniteNonNegative,
-        source: SILENT_ROPE,
+        source: Source::SilentRope,
     },
     Rule {
         suffix: "rope.scaling.type",
         required: false,
         check: Check::OneOf(&["none", "linear", "yarn", "longrope"]),
-        source: "llama-model.cpp load_hparams: rope_scaling_type_train != LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED",
+        source: Source::Asserts(
+            "llama-model.cpp load_hparams: rope_scaling_type_train != LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED",
+        ),
     },
 ];
 
@@ -165,7 +215,9 @@ const GLOBAL_RULES: &[(&str, Rule)] = &[(
             "plamo2",
             "gemma4",
         ]),
-        source: "llama-vocab.cpp load: throws 'unknown tokenizer' for any other name",
+        source: Source::Asserts(
+            "llama-vocab.cpp load: throws 'unknown tokenizer' for any other name",
+        ),
     },
 )];
 
@@ -500,26 +552,17 @@ fn check_head_dims(
     if !value_equals_key && !rope_equals_value {
         return Ok(());
     }
-    let one = |s: &str| gguf.arch_int(arch, s);
-    let (Some(n_embd), Some(n_head)) = (one("embedding_length"), one("attention.head_count"))
-    else {
-        return Ok(());
-    };
-    if n_head <= 0 {
+    // Without a head size there is nothing to compare (llama.cpp refuses such a file itself).
+    if gguf.head_size(arch).is_none() {
         return Ok(());
     }
-    let head = n_embd / n_head;
-    let derived =
-        format!("{arch}.embedding_length {n_embd} / {arch}.attention.head_count {n_head}");
-    let (k, k_from) = match one("attention.key_length") {
-        Some(k) => (k, format!("{arch}.attention.key_length")),
-        None => (head, derived.clone()),
+    let (Some((k, k_from)), Some((v, v_from))) = (
+        gguf.head_dim(arch, "attention.key_length"),
+        gguf.head_dim(arch, "attention.value_length"),
+    ) else {
+        return Ok(());
     };
-    let (v, v_from) = match one("attention.value_length") {
-        Some(v) => (v, format!("{arch}.attention.value_length")),
-        None => (head, derived),
-    };
-    let rot = one("rope.dimension_count").unwrap_or(k);
+    let rot = gguf.arch_int(arch, "rope.dimension_count").unwrap_or(k);
     for (asserted, suffix, value, want, from, assertion) in [
         (
             value_equals_key,

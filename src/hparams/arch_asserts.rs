@@ -440,47 +440,34 @@ pub(super) const ARCH_ASSERTS: &[ArchAssert] = &[
             "plamo2",
         ],
         source: "ggml/src/ggml-backend.cpp: GGML_ASSERT(buffer)",
-        needs: &[Need::Hybrid(
-            Layers::NoKvHeads(or_key("attention.head_count_kv", "attention.head_count")),
-            required("block_count"),
-            or_int("nextn_predict_layers", 0),
-        )],
+        needs: &[Need::Hybrid(Layers::NoKvHeads(or_key(
+            "attention.head_count_kv",
+            "attention.head_count",
+        )))],
     },
     ArchAssert {
         archs: &["nemotron_h", "nemotron_h_moe"],
         source: "ggml/src/ggml-backend.cpp: GGML_ASSERT(buffer)",
-        needs: &[Need::Hybrid(
-            Layers::NoKvHeadsNoFfn(
-                or_key("attention.head_count_kv", "attention.head_count"),
-                or_int("feed_forward_length", 0),
-            ),
-            required("block_count"),
-            or_int("nextn_predict_layers", 0),
-        )],
+        needs: &[Need::Hybrid(Layers::NoKvHeadsNoFfn(
+            or_key("attention.head_count_kv", "attention.head_count"),
+            or_int("feed_forward_length", 0),
+        ))],
     },
     ArchAssert {
         archs: &["qwen35", "qwen35moe", "qwen3next", "qwen4exp"],
         source: "ggml/src/ggml-backend.cpp: GGML_ASSERT(buffer)",
-        needs: &[Need::Hybrid(
-            Layers::Interval(
-                "attention.recurrent_layers",
-                or_int("full_attention_interval", 4),
-            ),
-            required("block_count"),
-            or_int("nextn_predict_layers", 0),
-        )],
+        needs: &[Need::Hybrid(Layers::Interval(
+            "attention.recurrent_layers",
+            or_int("full_attention_interval", 4),
+        ))],
     },
     ArchAssert {
         archs: &["minimax-01"],
         source: "ggml/src/ggml-backend.cpp: GGML_ASSERT(buffer)",
-        needs: &[Need::Hybrid(
-            Layers::Interval(
-                "attention.recurrent_layers",
-                or_int("full_attention_interval", 8),
-            ),
-            required("block_count"),
-            or_int("nextn_predict_layers", 0),
-        )],
+        needs: &[Need::Hybrid(Layers::Interval(
+            "attention.recurrent_layers",
+            or_int("full_attention_interval", 8),
+        ))],
     },
     ArchAssert {
         archs: &[

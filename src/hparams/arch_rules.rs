@@ -143,10 +143,9 @@ pub(super) enum Need {
     /// The first is at most the second.
     AtMost(Key, Key),
     /// A hybrid model has both a recurrent and an attention block among its trunk's blocks
-    /// (the first key's count less the second's, the `nextn_predict_layers`): without one of
-    /// the two kinds its memory has no buffer for that kind's graph inputs, and setting them
-    /// aborts at the first decode.
-    Hybrid(Layers, Key, Key),
+    /// (`block_count` less `nextn_predict_layers`): without one of the two kinds its memory
+    /// has no buffer for that kind's graph inputs, and setting them aborts at the first decode.
+    Hybrid(Layers),
     /// Where `{arch}.{suffix}` (the recurrent-block flags) is absent, the key (the interval
     /// llama.cpp takes the block index modulo) is at least 1.
     EveryNth(&'static str, Key),
@@ -216,6 +215,11 @@ struct Resolved {
 }
 
 impl Resolved {
+    /// Block `i`'s value: its element of a per-block array, else the one value for all.
+    fn at(&self, i: usize) -> Option<i128> {
+        self.values.get(i).or(self.values.first()).copied()
+    }
+
     fn first(&self) -> i128 {
         self.values.first().copied().unwrap_or(0)
     }
@@ -238,12 +242,6 @@ impl Resolved {
     }
 }
 
-fn head_size(md: &Metadata<'_>, arch: &str) -> Option<i128> {
-    let n_embd = md.arch_int(arch, "embedding_length")?;
-    let n_head = md.arch_int(arch, "attention.head_count")?;
-    (n_head > 0).then(|| n_embd / n_head)
-}
-
 /// The value llama.cpp will hold for `key`; `None` when it will refuse the file itself (a
 /// required key missing, or a value of the wrong type).
 fn resolve(md: &Metadata<'_>, arch: &str, key: &Key) -> Option<Resolved> {
@@ -251,7 +249,7 @@ fn resolve(md: &Metadata<'_>, arch: &str, key: &Key) -> Option<Resolved> {
     if key.suffix == "@head" {
         return Some(Resolved {
             key: format!("{arch}.embedding_length / {arch}.attention.head_count"),
-            values: vec![head_size(md, arch)?],
+            values: vec![md.head_size(arch)?],
             absent: None,
             ..Resolved::default()
         });
@@ -268,7 +266,7 @@ fn resolve(md: &Metadata<'_>, arch: &str, key: &Key) -> Option<Resolved> {
         Fallback::Required => return None,
         Fallback::Int(i) => (vec![i128::from(i)], "llama.cpp's default".to_owned()),
         Fallback::HeadSize => (
-            vec![head_size(md, arch)?],
+            vec![md.head_size(arch)?],
             "llama.cpp takes the head size".to_owned(),
         ),
         Fallback::Key(other) => {
@@ -375,10 +373,7 @@ fn unmet(md: &Metadata<'_>, arch: &str, need: &Need) -> Option<(Resolved, String
                 (a, why)
             })
         }
-        Need::Hybrid(layers, blocks, nextn) => {
-            let (blocks, nextn) = (get(blocks)?, get(nextn)?);
-            hybrid(md, arch, layers, blocks.first() - nextn.first())
-        }
+        Need::Hybrid(layers) => hybrid(md, arch, layers),
         Need::EveryNth(flags, every) => {
             if md.get(&format!("{arch}.{flags}")).is_some() {
                 return None;
@@ -490,7 +485,7 @@ fn unmet(md: &Metadata<'_>, arch: &str, need: &Need) -> Option<(Resolved, String
                     .parse()
                     .ok()?;
                 let rows = i128::from(*t.dims().get(1)?);
-                let ff = n_ff.values.get(block).or(n_ff.values.first()).copied()?;
+                let ff = n_ff.at(block)?;
                 (rows != ff && rows != 2 * ff).then(|| {
                     let why = format!("must be {} rows of {} or twice that", t.name(), t.dims()[1]);
                     (n_ff.clone(), why)
@@ -536,17 +531,16 @@ fn block_kinds(
     layers: &Layers,
     n: usize,
 ) -> Option<(Resolved, Vec<Option<bool>>)> {
-    let per_block = |r: &Resolved, i: usize| r.values.get(i).or(r.values.first()).copied();
     Some(match layers {
         Layers::NoKvHeads(kv) => {
             let kv = resolve(md, arch, kv)?;
-            let kinds = (0..n).map(|i| per_block(&kv, i).map(|h| h == 0)).collect();
+            let kinds = (0..n).map(|i| kv.at(i).map(|h| h == 0)).collect();
             (kv, kinds)
         }
         Layers::NoKvHeadsNoFfn(kv, ff) => {
             let (kv, ff) = (resolve(md, arch, kv)?, resolve(md, arch, ff)?);
             let kinds = (0..n)
-                .map(|i| match (per_block(&kv, i)?, per_block(&ff, i)?) {
+                .map(|i| match (kv.at(i)?, ff.at(i)?) {
                     (h, 0) => Some(h == 0),
                     _ => None,
                 })
@@ -579,13 +573,11 @@ fn block_kinds(
 }
 
 /// A hybrid model without a recurrent or without an attention block.
-fn hybrid(
-    md: &Metadata<'_>,
-    arch: &str,
-    layers: &Layers,
-    trunk: i128,
-) -> Option<(Resolved, String)> {
-    let n = usize::try_from(trunk).ok().filter(|&n| n > 0)?;
+fn hybrid(md: &Metadata<'_>, arch: &str, layers: &Layers) -> Option<(Resolved, String)> {
+    let (_, n) = blocks_and_trunk(md, arch)?;
+    if n == 0 {
+        return None;
+    }
     let (key, kinds) = block_kinds(md, arch, layers, n)?;
     let lacks = if !kinds.contains(&Some(true)) {
         "a recurrent block"
@@ -611,11 +603,25 @@ fn swa_blocks(
     trunk: usize,
 ) -> Option<(Resolved, Vec<bool>)> {
     let full = format!("{arch}.attention.sliding_window_pattern");
-    let flags = match (md.get(&full), pattern) {
+    let value = md.get(&full);
+    let key = match (value, pattern) {
+        (Some(v), _) => Resolved {
+            key: full,
+            text: Some(shown(v)),
+            ..Resolved::default()
+        },
+        (None, SwaPattern::Period(d, _)) => Resolved {
+            key: full,
+            values: vec![i128::from(*d)],
+            absent: Some("llama.cpp's default".to_owned()),
+            ..Resolved::default()
+        },
+        (None, SwaPattern::Flags) => return None,
+    };
+    let flags = match (value, pattern) {
         (Some(v @ Value::Array(_)), _) => {
             let mut f = bools(v)?;
             f.resize(blocks, false);
-            f.truncate(blocks);
             f
         }
         (_, SwaPattern::Flags) => return None,
@@ -637,20 +643,6 @@ fn swa_blocks(
                 })
                 .collect()
         }
-    };
-    let key = match (md.get(&full), pattern) {
-        (Some(v), _) => Resolved {
-            key: full,
-            text: Some(shown(v)),
-            ..Resolved::default()
-        },
-        (None, SwaPattern::Period(d, _)) => Resolved {
-            key: full,
-            values: vec![i128::from(*d)],
-            absent: Some("llama.cpp's default".to_owned()),
-            ..Resolved::default()
-        },
-        (None, SwaPattern::Flags) => return None,
     };
     Some((key, flags))
 }
@@ -786,24 +778,9 @@ mod tests {
     use super::*;
     use acap_gguf::{GgufFile, GgufWriter, Value};
 
-    /// A header of `arch` with these keys (`{arch}.` is prefixed to each).
-    fn header(arch: &str, keys: &[(&str, Value)]) -> GgufFile {
-        let mut w = GgufWriter::new();
-        w.set("general.architecture", arch).unwrap();
-        for (k, v) in keys {
-            w.set(format!("{arch}.{k}"), v.clone()).unwrap();
-        }
-        let mut bytes = Vec::new();
-        w.write_to(&mut bytes).unwrap();
-        GgufFile::from_bytes(bytes).unwrap()
-    }
-
     fn checked(arch: &str, keys: &[(&str, Value)]) -> Result<(), BadHparam> {
-        let f = header(arch, keys);
-        let md = Metadata {
-            gguf: &f,
-            overrides: Vec::new(),
-        };
+        let f = super::super::arch_header(arch, keys);
+        let md = Metadata::of(&f);
         check(&md, arch, ARCH_ASSERTS)
     }
 
@@ -1262,10 +1239,7 @@ mod tests {
             GgufFile::from_bytes(w.into_bytes().unwrap()).unwrap()
         };
         let run = |f: &GgufFile| {
-            let md = Metadata {
-                gguf: f,
-                overrides: Vec::new(),
-            };
+            let md = Metadata::of(f);
             check(&md, "jina-bert-v2", ARCH_ASSERTS)
         };
         run(&model(8)).unwrap();

@@ -12,23 +12,11 @@ pub(super) fn check(md: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
     if ROPE_NONE.contains(&arch) {
         return Ok(());
     }
-    let one = |s: &str| md.arch_int(arch, s);
-    let head = match (one("embedding_length"), one("attention.head_count")) {
-        (Some(e), Some(h)) if h > 0 => Some(e / h),
-        _ => None,
-    };
-    let (key_size, key_from) = match one("attention.key_length") {
-        Some(k) => (k, format!("{arch}.attention.key_length")),
-        None => match head {
-            Some(h) => (
-                h,
-                format!("{arch}.embedding_length / {arch}.attention.head_count"),
-            ),
-            None => return Ok(()),
-        },
+    let Some((key_size, key_from)) = md.head_dim(arch, "attention.key_length") else {
+        return Ok(());
     };
     let rot_key = format!("{arch}.rope.dimension_count");
-    let (rot, rot_shown) = match one("rope.dimension_count") {
+    let (rot, rot_shown) = match md.arch_int(arch, "rope.dimension_count") {
         Some(r) => (r, r.to_string()),
         None => (
             key_size,
@@ -102,22 +90,11 @@ pub(super) fn check(md: &Metadata<'_>, arch: &str) -> Result<(), BadHparam> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use acap_gguf::{GgufFile, GgufWriter, Value};
+    use acap_gguf::Value;
 
     fn checked(arch: &str, keys: &[(&str, Value)]) -> Result<(), BadHparam> {
-        let mut w = GgufWriter::new();
-        w.set("general.architecture", arch).unwrap();
-        for (k, v) in keys {
-            w.set(format!("{arch}.{k}"), v.clone()).unwrap();
-        }
-        let f = GgufFile::from_bytes(w.into_bytes().unwrap()).unwrap();
-        check(
-            &Metadata {
-                gguf: &f,
-                overrides: Vec::new(),
-            },
-            arch,
-        )
+        let f = super::super::arch_header(arch, keys);
+        check(&Metadata::of(&f), arch)
     }
 
     const U: fn(u32) -> Value = Value::U32;

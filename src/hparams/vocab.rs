@@ -42,6 +42,8 @@ struct Defaults {
     add_eos: bool,
     /// WordPiece adds a BOS and a separator whatever `add_bos` says.
     word_piece: bool,
+    /// A BPE vocabulary, whose pre-tokenizer may force `add_bos` on.
+    bpe: bool,
 }
 
 fn defaults(model: &str, pre: &str) -> Option<Defaults> {
@@ -53,6 +55,7 @@ fn defaults(model: &str, pre: &str) -> Option<Defaults> {
         add_bos,
         add_eos,
         word_piece: false,
+        bpe: false,
     };
     Some(match model {
         "llama" => d(Some(1), Some(2), true, false),
@@ -61,8 +64,14 @@ fn defaults(model: &str, pre: &str) -> Option<Defaults> {
             word_piece: true,
             ..d(Some(101), None, true, false)
         },
-        "gpt2" | "hybriddna" | "whitespace" => d(Some(11), Some(11), bpe_bos, false),
-        "gemma4" => d(None, None, bpe_bos, false),
+        "gpt2" | "hybriddna" | "whitespace" => Defaults {
+            bpe: true,
+            ..d(Some(11), Some(11), bpe_bos, false)
+        },
+        "gemma4" => Defaults {
+            bpe: true,
+            ..d(None, None, bpe_bos, false)
+        },
         "t5" => d(None, Some(1), false, true),
         "plamo2" => d(Some(1), Some(2), false, false),
         // No special token asserted (RWKV, the test tokenizer) or no tokenizer at all.
@@ -71,10 +80,8 @@ fn defaults(model: &str, pre: &str) -> Option<Defaults> {
 }
 
 /// Token texts as llama.cpp keys them (an empty one is `[EMPTY_{id}]`) must be distinct.
-fn distinct_tokens(md: &Metadata<'_>) -> Result<(), BadHparam> {
-    let Some(acap_gguf::Array::String(tokens)) =
-        md.get("tokenizer.ggml.tokens").and_then(Value::as_array)
-    else {
+fn distinct_tokens(tokens: Option<&acap_gguf::Array>) -> Result<(), BadHparam> {
+    let Some(acap_gguf::Array::String(tokens)) = tokens else {
         return Ok(());
     };
     let mut seen = std::collections::HashMap::with_capacity(tokens.len());
@@ -103,17 +110,15 @@ pub(super) fn check(md: &Metadata<'_>) -> Result<(), BadHparam> {
     let Some(model) = md.get("tokenizer.ggml.model").and_then(Value::as_str) else {
         return Ok(());
     };
+    let tokens = md.get("tokenizer.ggml.tokens").and_then(Value::as_array);
     if !matches!(model, "none" | "no_vocab") {
-        distinct_tokens(md)?;
+        distinct_tokens(tokens)?;
     }
     let pre = md
         .get("tokenizer.ggml.pre")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let (Some(d), Some(tokens)) = (
-        defaults(model, pre),
-        md.get("tokenizer.ggml.tokens").and_then(Value::as_array),
-    ) else {
+    let (Some(d), Some(tokens)) = (defaults(model, pre), tokens) else {
         return Ok(());
     };
     let n_vocab = tokens.len();
@@ -133,13 +138,10 @@ pub(super) fn check(md: &Metadata<'_>) -> Result<(), BadHparam> {
             ),
         }
     };
-    let bpe = matches!(model, "gpt2" | "hybriddna" | "whitespace" | "gemma4");
+    let always = format!("'{model}' vocabularies add it to every prompt");
     let (add_bos, bos_why) = if d.word_piece {
-        (
-            true,
-            format!("'{model}' vocabularies add it to every prompt"),
-        )
-    } else if bpe && BPE_FORCE_BOS.contains(&pre) {
+        (true, always.clone())
+    } else if d.bpe && BPE_FORCE_BOS.contains(&pre) {
         (
             true,
             format!("llama.cpp forces add_bos_token on for the '{pre}' pre-tokenizer"),
@@ -152,7 +154,6 @@ pub(super) fn check(md: &Metadata<'_>) -> Result<(), BadHparam> {
     } else {
         adds("add_eos_token", d.add_eos)
     };
-    let sep_why = format!("'{model}' vocabularies add it to every prompt");
     let needed = [
         (add_bos, "bos_token_id", d.bos, "a BOS token", bos_why),
         (add_eos, "eos_token_id", d.eos, "an EOS token", eos_why),
@@ -161,7 +162,7 @@ pub(super) fn check(md: &Metadata<'_>) -> Result<(), BadHparam> {
             "seperator_token_id",
             d.sep,
             "a separator token",
-            sep_why,
+            always,
         ),
     ];
     for (adds, suffix, default, what, why) in needed {
@@ -198,10 +199,7 @@ mod tests {
             w.set(format!("tokenizer.ggml.{k}"), v.clone()).unwrap();
         }
         let f = GgufFile::from_bytes(w.into_bytes().unwrap()).unwrap();
-        check(&Metadata {
-            gguf: &f,
-            overrides: Vec::new(),
-        })
+        check(&Metadata::of(&f))
     }
 
     #[test]
@@ -214,10 +212,7 @@ mod tests {
                 .unwrap();
             w.set("tokenizer.ggml.add_bos_token", false).unwrap();
             let f = GgufFile::from_bytes(w.into_bytes().unwrap()).unwrap();
-            check(&Metadata {
-                gguf: &f,
-                overrides: Vec::new(),
-            })
+            check(&Metadata::of(&f))
         };
         with_tokens(&["a", "b", "", ""]).unwrap();
         let e = with_tokens(&["a", "b", "a"]).unwrap_err();
