@@ -37,6 +37,9 @@ pub(crate) struct Context {
     n_batch: u32,
     n_ubatch: u32,
     n_seq_max: u32,
+    /// Whether the model attends causally (llama.cpp's `attention.causal`, or false for the
+    /// embedding and diffusion architectures whose loaders turn it off).
+    causal: bool,
     eval_callback: bool,
     /// Which blocks offer an `l_out` tensor, once a probe decode has shown it.
     hook_points: Option<Vec<bool>>,
@@ -210,13 +213,14 @@ impl Context {
                 reason: backend::take_last_error("unknown error (enable the llama.cpp log)"),
             });
         };
-        // SAFETY: a live context (these four only read its settings).
-        let (n_ctx, n_batch, n_ubatch, n_seq_max) = unsafe {
+        // SAFETY: a live context (these five only read its settings).
+        let (n_ctx, n_batch, n_ubatch, n_seq_max, causal) = unsafe {
             (
                 sys::llama_n_ctx(ctx.as_ptr()),
                 sys::llama_n_batch(ctx.as_ptr()),
                 sys::llama_n_ubatch(ctx.as_ptr()),
                 sys::llama_n_seq_max(ctx.as_ptr()),
+                sys::llama_get_causal_attn(ctx.as_ptr()),
             )
         };
         if !params.lora.is_empty() {
@@ -274,6 +278,7 @@ impl Context {
             n_batch,
             n_ubatch,
             n_seq_max,
+            causal,
             eval_callback: params.eval_callback,
             hook_points: None,
             ffn_points: None,
@@ -299,6 +304,17 @@ impl Context {
     /// Physical batch size.
     pub(crate) fn n_ubatch(&self) -> u32 {
         self.n_ubatch
+    }
+
+    /// The most tokens one [`Self::decode`] takes: the logical batch, or for a model without
+    /// causal attention one physical batch, because llama.cpp cannot split a non-causal
+    /// batch (it asserts `n_ubatch >= n_tokens`, which aborts the process).
+    pub(crate) fn n_decode(&self) -> u32 {
+        if self.causal {
+            self.n_batch
+        } else {
+            self.n_ubatch
+        }
     }
 
     /// Sequences the context keeps apart.
@@ -390,6 +406,15 @@ impl Context {
     /// removed from the cache (their keys and values cannot be trusted); after other failures
     /// llama.cpp's own view of the cache stands (see [`Context::seq_pos_max`]).
     pub(crate) fn decode(&mut self) -> Result<(), DecodeError> {
+        if self.batch_len > self.n_decode() as usize {
+            return Err(DecodeError::Batch {
+                reason: format!(
+                    "{} tokens in one batch, but this model attends non-causally and \
+                     llama.cpp takes at most one physical batch (n_ubatch = {}) of those",
+                    self.batch_len, self.n_ubatch
+                ),
+            });
+        }
         self.batch.n_tokens = self.batch_len as i32;
         self.hooks_mut().start_decode();
         let (ctx, batch) = (self.ctx.as_ptr(), self.batch);

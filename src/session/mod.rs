@@ -165,7 +165,7 @@ impl Session {
         }
         let size = self
             .canonical
-            .chunk(tokens.len(), self.ctx.n_batch() as usize);
+            .chunk(tokens.len(), self.ctx.n_decode() as usize);
         let chunks = tokens.chunks(size.max(1));
         let n_chunks = chunks.len();
         for (ci, chunk) in chunks.enumerate() {

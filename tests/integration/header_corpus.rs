@@ -572,3 +572,37 @@ fn multi_section_rope_values_the_rope_kernel_asserts_on_are_checked() {
         );
     }
 }
+
+/// `attention.causal = false` (or an embedding or diffusion architecture, whose loader turns
+/// it off): llama.cpp cannot split such a batch into physical batches and asserts
+/// `n_ubatch >= n_tokens` (this aborted the process on any prompt longer than `-ub`). A
+/// session feeds such a model one physical batch per decode.
+#[test]
+fn non_causal_models_take_prompts_longer_than_a_physical_batch() {
+    use acap::gguf::Value;
+    let src = acap_testkit::tiny(QuantType::Q8_0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = acap_testkit::with_metadata(
+        &src,
+        &dir.path().join("non-causal.gguf"),
+        &[("llama.attention.causal", Some(Value::Bool(false)))],
+    );
+    let m = Model::load(&path, ModelParams::default()).unwrap();
+    let params = SessionParams::default()
+        .with_n_ctx(128)
+        .with_n_batch(32)
+        .with_n_ubatch(8)
+        .with_threads(1);
+    let mut s = Session::new(&m, params).unwrap();
+    let gp = GenerateParams::default()
+        .with_max_tokens(2)
+        .with_sampling(SamplingParams::greedy());
+    let (_, stats) = s
+        .complete(
+            "Hello there, this is a much longer prompt of many tokens",
+            &gp,
+        )
+        .unwrap();
+    assert!(stats.prompt_tokens > 8, "{stats:?}");
+    assert_eq!(stats.generated_tokens, 2, "{stats:?}");
+}
