@@ -24,7 +24,10 @@ MTP graphs, which only a context of type MTP builds and acap never creates one).
 in none of these fails `--check`, so a new one in a new pin is seen, not silently skipped.
 
 The same holds for llama-model.cpp, llama-graph.cpp and llama-vocab.cpp (SRC_ACCOUNTED), the
-src/ files whose assertions take header values. Generated besides: src/hparams/rope_types.rs
+src/ files whose assertions take header values, and, with every assertion listed by hand
+(STRICT: no EXCLUDED pattern applies), for the context, the KV and recurrent caches and the
+model loader. A `code:` row names code rather than an assertion: a division by a header value,
+or a call that hands one to a ggml op asserting on it (ggml.c). Generated besides: src/hparams/rope_types.rs
 (llama_model_rope_type: which architectures run RoPE, which multi-section RoPE), and a check
 that the BPE add_bos lists of src/hparams/vocab.rs match llama-vocab.cpp. A class that takes
 another's graph by `using graph = ...;` (models.h) gets that graph's assertions.
@@ -227,6 +230,9 @@ GATED_DELTA = ["qwen3next", "qwen35", "qwen35moe", "qwen4exp", "clef"]
 
 # (file, the assertion as written, classes whose models reach it, the checks it stands for).
 # A class name also covers its subclasses (models.h); "*" is every architecture.
+# What a `code:` row's fragment does on a bad value when it is not a division: the ggml
+# assertion it reaches, (file under the vendored tree, condition).
+CAN_MUL_MAT = ("ggml/src/ggml.c", "ggml_can_mul_mat(a, b)")
 ARCH_CHECKS = [
     ("llama-model.cpp", "hparams.n_layer_nextn <= hparams.n_layer_all", ["*"],
      [f'Need::AtMost({K("nextn_predict_layers", 0)}, {K("block_count")})']),
@@ -414,6 +420,18 @@ ARCH_CHECKS = [
     # Jina-BERT-v2 stores a gated feed-forward as one ffn_up of twice the rows.
     ("jina-bert-v2.cpp", "n_ffn_up == n_ff || n_ffn_up == n_ff * 2", ["jina_bert_v2"],
      [f'Need::FfnUpRows({K("feed_forward_length", 0)})']),
+    # The DSA lightning indexers rotate their queries and keys by a Hadamard matrix that
+    # llama-kv-cache.cpp always builds for these architectures: 64 doubled while it divides
+    # the indexer head, and none below 64. Three multiply it straight in (ggml_mul_mat needs
+    # it as wide as the head); DeepSeek-V4 reshapes the head into rows of its width.
+    ("deepseek32.cpp", "code:ggml_mul_mat(ctx0, inp_attn_dsa->self_k_rot_lid, indexer_q)", ["deepseek32"],
+     [f"Need::HadamardTiles({INDEXER_K}, true)"], CAN_MUL_MAT),
+    ("glm-dsa.cpp", "code:ggml_mul_mat(ctx0, inp_attn_dsa->self_k_rot_lid, indexer_q)", ["glm_dsa"],
+     [f"Need::HadamardTiles({INDEXER_K}, true)"], CAN_MUL_MAT),
+    ("dots3note.cpp", "code:ggml_mul_mat(ctx0, inp_attn->get_dsa()->self_k_rot_lid, indexer_q)", ["dots3note"],
+     [f"Need::HadamardTiles({INDEXER_K}, true)"], CAN_MUL_MAT),
+    ("deepseek4.cpp", "code:llama_mul_mat_hadamard(ctx0, indexer_q, inp_lid.k_rot)", ["deepseek4"],
+     [f"Need::HadamardTiles({INDEXER_K}, false)"], ("ggml/src/ggml.c", "ggml_nelements(a) == ne0*ne1")),
 ]
 
 # Assertions on header values that acap does not check natively yet, by file (every assertion
@@ -451,6 +469,11 @@ EXCLUDED = [
 # assertions is a checked row above, excluded by kind, or listed here with why it takes no
 # header value on acap's path (the rest of src/ holds batch, cache, sampler, state-file and
 # quantizer code).
+def each(why, *conds):
+    """SRC_ACCOUNTED entries: each condition, for the same reason."""
+    return {c: why for c in conds}
+
+
 NATIVE = "checked natively by acap's own rules (src/hparams.rs, src/hparams/vocab.rs)"
 SRC_ACCOUNTED = {
     "llama-model.cpp": {
@@ -518,7 +541,111 @@ SRC_ACCOUNTED = {
         "token_right.find(' ') == std::string::npos": "merge lookups with symbols the BPE tokenizer splits itself",
         "n_chars <= (int32_t)text.size()": "the detokenizer's own buffer arithmetic",
     },
+    # The context, the caches and the loader: every assertion listed, none left to EXCLUDED's
+    # patterns (STRICT below), since most take sizes that could come from the header.
+    "llama-context.cpp": {
+        **each("the fused-op probe over graph nodes llama.cpp builds itself",
+               "node.il >= 0", "tensor->op == GGML_OP_NONE"),
+        **each("layer-input extraction (llama_set_embeddings_layer_inp), which acap does not call",
+               "lid < embd_layer_inp.size() && embd_layer_inp[lid].has_data()",
+               "lid <= model.hparams.n_layer()", "n_tokens > 0", "nfloats % n_tokens == 0",
+               "row_floats == model.hparams.n_embd", "dst_offset + nfloats <= embd_layer_inp[il].size",
+               "backend != nullptr"),
+        **each("backend sampling, which acap does not turn on",
+               "row < (int64_t) sampling.sampled.size",
+               'ggml_is_contiguous(tensor) && "sampling tensor must be contiguous for async copy"',
+               "n_elements <= stride", "(size_t) row * stride + n_elements <= dst.size",
+               "row < counts->size()"),
+        **each("llama_encode, which acap does not call (it runs decoder graphs only)",
+               'cparams.n_ubatch >= n_tokens && "encoder requires n_ubatch >= n_tokens"',
+               "n_tokens*n_embd_out <= (int64_t) embd.size", "n_tokens*n_embd <= (int64_t) embd_nextn.size"),
+        **each("a decode's output buffers and bookkeeping, which llama.cpp sizes itself",
+               "backend_res != nullptr", "logits.data != nullptr", "backend_embd != nullptr",
+               "embd.data != nullptr", "backend_h != nullptr",
+               "n_outputs_prev + n_outputs <= n_outputs_all",
+               "(n_outputs_prev + n_outputs)*n_vocab <= (int64_t) logits.size",
+               "(n_outputs_prev + n_outputs)*n_embd_out <= (int64_t) embd.size",
+               "(offset + n_rows)*n_embd <= (int64_t) embd_nextn.size",
+               "ubatch.data && ubatch.data->batch_idxs.size() == ubatch.n_tokens",
+               "embd_batch_idxs.size() == (size_t) n_tokens_prev",
+               "out_ids.size() == (size_t) n_outputs", "(size_t) n_outputs == out_ids.size()",
+               "n_outputs_max <= cparams.n_outputs_max",
+               "j >= 0 && (size_t) j < embd_batch_idxs.size()", "n_outputs >= 1", "!sizes"),
+        "n_tokens_all <= cparams.n_batch": "acap's batches hold at most n_batch tokens (Context::push)",
+        '(cparams.causal_attn || cparams.n_ubatch >= n_tokens_all) && "non-causal attention requires '
+        'n_ubatch >= n_tokens"':
+            "attention.causal = false: acap feeds such a model one physical batch per decode "
+            "(Context::n_decode; header_corpus::non_causal_models_take_prompts_longer_than_a_physical_batch)",
+        **each("state save and restore (llama_state_*), which acap does not use",
+               "src_pos == total && dst_pos == total", "ggml_nbytes(mbuf_cur.cpy[i]) == 0",
+               "ggml_nbytes(mbuf.org[i]) == 0", "buf_size == 0",
+               "mem_storage.find(seq_id_read) != mem_storage.end()", "nread <= state_size",
+               "nread + sizeof(uint32_t) * 3 + sizeof(llama_token) * *n_token_count_out == file.tell()",
+               "res == sizeof(uint32_t) * 3 + sizeof(llama_token) * n_token_count + io.n_bytes()"),
+        **each("training (llama_opt_init, llama_opt_epoch), which acap does not call",
+               "!opt_ctx", "model->hparams.n_ctx_train % n_batch == 0", "n_batch % n_ubatch == 0",
+               "opt_ctx", "labels->ne[1] == n_ubatch", "labels_sparse[ilabel] < labels->ne[0]",
+               "idata_split >= 0", "idata_split <= ndata",
+               'n_adapters == 0 && "invalid llama_set_adapters_lora call"'),
+    },
+    "llama-kv-cache.cpp": {
+        "kv_size % n_pad == 0": "the cache size, which llama.cpp pads itself from n_ctx",
+        "n_stream == 1 || n_stream == n_seq_max": "the cache's streams, from the context",
+        **each("sequence ids, which acap keeps below n_seq_max",
+               "seq_id == -1 || (seq_id >= 0 && (size_t) seq_id < seq_to_stream.size())",
+               "seq_id_src >= 0 && (size_t) seq_id_src < seq_to_stream.size()",
+               "seq_id_dst >= 0 && (size_t) seq_id_dst < seq_to_stream.size()",
+               "seq_id >= 0 && (size_t) seq_id < seq_to_stream.size()", "s < seq_to_stream.size()"),
+        **each("seq_cp / seq_add / seq_div and the K-shift they start, which acap never calls",
+               'is_full && "seq_cp() is only supported for full KV buffers"',
+               'hparams.n_pos_per_embd() == 1 && "seq_add() is only supported for n_pos_per_embd() == 1"',
+               'hparams.n_pos_per_embd() == 1 && "seq_div() is only supported for n_pos_per_embd() == 1"',
+               "!other"),
+        **each("buffer allocation", "ggml_backend_buffer_get_base(buf.get()) == nullptr",
+               "ggml_backend_buffer_get_base(buf.get()) != nullptr"),
+        **each("placing a batch in the cache, from the batch",
+               "!states.empty() || !success", "n_tokens % ubatch.n_seqs_unq == 0",
+               "ubatch.n_seq_id[s*n_tokens] == 1", "ubatch.seq_id [s*n_tokens][0] == seq_id"),
+        **each("the graph's own K/V views, contiguous per head",
+               "ggml_row_size(k_cur->type, n_embd_head) == k_cur->nb[1]",
+               "ggml_row_size(v_cur->type, n_embd_head) == v_cur->nb[1]"),
+        **each("graph inputs, from the batch and the cache",
+               "n_tokens == (int64_t) sinfo.size()*sinfo.n_stream()", "ggml_backend_buffer_is_host(dst->buffer)",
+               "n_tokens%n_stream == 0", 'n_stream == 1 && "TODO: support multiple streams"',
+               "!ubatch->equal_seqs()"),
+        "attn_rot_hadamard.count(dst->ne[0])":
+            "the Hadamard rotations, built up to the head size: a quantized cache rotates only heads that "
+            "are multiples of 64, and the DSA indexers' forced rotation is an ARCH_CHECKS row",
+        **each("state save and restore (llama_state_*), which acap does not use",
+               "cell_count == cell_count_check", "sinfo.n_stream() == 1", "sinfo.idxs[0].size() == cell_count",
+               "cells.pos_get(idx) == ubatch.pos[i]", "cells.seq_has(idx, dest_seq_id)"),
+    },
+    "llama-memory-recurrent.cpp": {
+        **each("sequence and cell bookkeeping, from the batch",
+               "(uint32_t) seq_id < n_seq_max", "idx <= n_rs_seq", "ubatch.equal_seqs()",
+               "cell.has_seq_id(seq_id)", "empty_cell.is_empty()", "!orig_cell.is_empty()", "rs_z >= 0"),
+        **each("state save and restore (llama_state_*), which acap does not use",
+               "seq_id >= 0 && (size_t) seq_id < rs_idx.size()",
+               "cell_seq_id >= 0 && (size_t) cell_seq_id < rs_idx.size()", "cell_count == cell_count_check",
+               "head + cell_count <= size", "cells[head].pos == ubatch.pos[0]",
+               "cells[head + cell_count - 1].pos == ubatch.pos[cell_count - 1]",
+               "cells[head].has_seq_id(dest_seq_id)", "cells[head + cell_count - 1].has_seq_id(dest_seq_id)"),
+    },
+    "llama-model-loader.cpp": {
+        **each("tensor presence and buffer types, which llama.cpp checks first",
+               "w != nullptr", "w->buffer == nullptr", "!buft_list->empty()", "buft_list_layer != nullptr",
+               "buft != nullptr", "buf != nullptr", "buf_mmap || cur->data"),
+        **each(NATIVE + ": expert_used_count >= 1 wherever there are experts",
+               "n_ids_used > 0", "n_expert_used > 0"),
+        **each("the loader's virtual (file-less) path; acap always loads a file",
+               "t_meta.ne[dim] >= 1", "t_meta.nb[dim] >= 1", "ggml_nbytes(&t_meta) == ggml_nbytes(cur)"),
+        **each("mappings and data ranges of tensors the loader checked against the file",
+               "!mappings.empty()", "offs + size <= ggml_nbytes(w.tensor)", "w.idx < files.size()",
+               'size_data != 0 && "call init_mappings() first"'),
+    },
 }
+# The files of SRC_ACCOUNTED whose every assertion is listed there (EXCLUDED does not apply).
+STRICT = {"llama-context.cpp", "llama-kv-cache.cpp", "llama-memory-recurrent.cpp", "llama-model-loader.cpp"}
 
 FUNC = re.compile(r"^(?:template\s*<[^>]*>\s*)?[^\s#/][^;{]*?\b((?:\w+::)+)(~?\w+)\s*\(", re.M)
 
@@ -579,8 +706,13 @@ def classify(src, class_archs, bases, graph_of):
     conds = {}
     for f, line, enclosing, cond in model_asserts(src):
         conds.setdefault((f, cond), []).append((line, enclosing))
-    for f, cond, classes, needs in ARCH_CHECKS:
-        if cond.startswith("code:"):
+    for f, cond, classes, needs, *reached in ARCH_CHECKS:
+        if cond.startswith("code:") and reached:
+            # Not an assertion: code that hands a bad value to a ggml op that asserts on it.
+            (g, g_cond), = reached
+            found = cond[5:] in flat_text(f) and f"GGML_ASSERT({g_cond})" in flat_text(g)
+            source = f"{f}: {cond[5:]}, reaching {Path(g).name}: GGML_ASSERT({g_cond})"
+        elif cond.startswith("code:"):
             # Not an assertion: code that kills the process on a bad value (a division).
             found = cond[5:] in flat_text(f)
             source = f"{f}: {cond[5:]} (an integer division: a zero divisor kills the process, SIGFPE)"
@@ -625,7 +757,8 @@ def classify(src, class_archs, bases, graph_of):
         for m in re.finditer(r"GGML_ASSERT\((.*?)\);", text, re.S):
             cond = " ".join(m.group(1).split())
             found.add(cond)
-            if (f, cond) in used or cond in accounted or any(re.search(p, cond) for p, _ in EXCLUDED):
+            excluded = f not in STRICT and any(re.search(p, cond) for p, _ in EXCLUDED)
+            if (f, cond) in used or cond in accounted or excluded:
                 continue
             line = text.count("\n", 0, m.start()) + 1
             problems.append(f"{f}:{line}: GGML_ASSERT({cond}) is neither checked nor accounted for")

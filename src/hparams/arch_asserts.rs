@@ -785,6 +785,38 @@ pub(super) const ARCH_ASSERTS: &[ArchAssert] = &[
         source: "jina-bert-v2.cpp: GGML_ASSERT(n_ffn_up == n_ff || n_ffn_up == n_ff * 2)",
         needs: &[Need::FfnUpRows(or_int("feed_forward_length", 0))],
     },
+    ArchAssert {
+        archs: &["deepseek32"],
+        source: "deepseek32.cpp: ggml_mul_mat(ctx0, inp_attn_dsa->self_k_rot_lid, indexer_q), reaching ggml.c: GGML_ASSERT(ggml_can_mul_mat(a, b))",
+        needs: &[Need::HadamardTiles(
+            required("attention.indexer.key_length"),
+            true,
+        )],
+    },
+    ArchAssert {
+        archs: &["glm-dsa"],
+        source: "glm-dsa.cpp: ggml_mul_mat(ctx0, inp_attn_dsa->self_k_rot_lid, indexer_q), reaching ggml.c: GGML_ASSERT(ggml_can_mul_mat(a, b))",
+        needs: &[Need::HadamardTiles(
+            required("attention.indexer.key_length"),
+            true,
+        )],
+    },
+    ArchAssert {
+        archs: &["dots3note"],
+        source: "dots3note.cpp: ggml_mul_mat(ctx0, inp_attn->get_dsa()->self_k_rot_lid, indexer_q), reaching ggml.c: GGML_ASSERT(ggml_can_mul_mat(a, b))",
+        needs: &[Need::HadamardTiles(
+            required("attention.indexer.key_length"),
+            true,
+        )],
+    },
+    ArchAssert {
+        archs: &["deepseek4"],
+        source: "deepseek4.cpp: llama_mul_mat_hadamard(ctx0, indexer_q, inp_lid.k_rot), reaching ggml.c: GGML_ASSERT(ggml_nelements(a) == ne0*ne1)",
+        needs: &[Need::HadamardTiles(
+            required("attention.indexer.key_length"),
+            false,
+        )],
+    },
 ];
 
 /// Assertions on header values not checked natively: a model of these architectures loads

@@ -180,6 +180,11 @@ pub(super) enum Need {
     /// When the third is below the fourth, the first is at least the minimum (MoE blocks
     /// from `leading_dense_block_count` on need experts).
     MinWhenBelow(Key, i64, Key, Key),
+    /// The key is what llama.cpp's Hadamard rotation tiles: a multiple of 64, its smallest
+    /// rotation; with `exact`, a power of two as well, because the rotation llama.cpp
+    /// builds (64 doubled while it still divides the key) then multiplies the key's rows
+    /// by `ggml_mul_mat`, which needs the two as wide.
+    HadamardTiles(Key, bool),
 }
 
 /// One assertion checked natively.
@@ -304,6 +309,17 @@ fn unmet(md: &Metadata<'_>, arch: &str, need: &Need) -> Option<(Resolved, String
                 .iter()
                 .any(|&v| v < i128::from(*min))
                 .then(|| (a, format!("must be at least {min}")))
+        }
+        Need::HadamardTiles(k, exact) => {
+            let a = get(k)?;
+            let v = a.first();
+            let tiles = v >= 64 && v % 64 == 0 && (!exact || (v & (v - 1)) == 0);
+            let why = if *exact {
+                "must be a power of two, at least 64 (the width of llama.cpp's Hadamard rotation)"
+            } else {
+                "must be a multiple of 64 (llama.cpp's Hadamard rotation tiles it)"
+            };
+            (!tiles).then(|| (a, why.to_string()))
         }
         Need::Is(k, want) => {
             let a = get(k)?;
@@ -894,6 +910,60 @@ mod tests {
             &keys(2048, 64, 8),
             "ssm.group_count",
             "plamo2.cpp",
+        );
+    }
+
+    #[test]
+    fn dsa_indexer_heads_are_as_wide_as_llama_cpp_s_hadamard_rotation() {
+        let keys = |indexer: u32| {
+            vec![
+                ("embedding_length", U(1024)),
+                ("block_count", U(2)),
+                ("attention.head_count", U(8)),
+                ("attention.key_length", U(576)),
+                ("attention.value_length", U(576)),
+                ("attention.key_length_mla", U(192)),
+                ("attention.value_length_mla", U(128)),
+                ("rope.dimension_count", U(32)),
+                ("attention.indexer.key_length", U(indexer)),
+            ]
+        };
+        // The rotation is 64 doubled while it divides the head: 128 and 256 are one tile.
+        for arch in ["deepseek32", "glm-dsa", "dots3note", "deepseek4"] {
+            for good in [64, 128, 256] {
+                let r = checked(arch, &keys(good));
+                assert!(
+                    r.as_ref()
+                        .map_or_else(|e| !e.key.ends_with("indexer.key_length"), |()| true),
+                    "{arch} {good}: {r:?}"
+                );
+            }
+            // Below 64 llama.cpp builds no rotation at all.
+            let e = refused(arch, &keys(32), "attention.indexer.key_length", "ggml.c");
+            assert!(e.reason.contains("Hadamard"), "{e:?}");
+        }
+        // 192: a rotation of 64 that ggml_mul_mat cannot multiply into 192-wide rows; V4
+        // reshapes the head into rows of 64 instead, which 192 tiles.
+        for arch in ["deepseek32", "glm-dsa", "dots3note"] {
+            let e = refused(
+                arch,
+                &keys(192),
+                "attention.indexer.key_length",
+                "ggml_can_mul_mat",
+            );
+            assert!(e.reason.contains("power of two"), "{e:?}");
+        }
+        let r = checked("deepseek4", &keys(192));
+        assert!(
+            r.as_ref()
+                .map_or_else(|e| !e.key.ends_with("indexer.key_length"), |()| true),
+            "{r:?}"
+        );
+        refused(
+            "deepseek4",
+            &keys(96),
+            "attention.indexer.key_length",
+            "ggml.c",
         );
     }
 
