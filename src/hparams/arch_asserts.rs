@@ -817,6 +817,38 @@ pub(super) const ARCH_ASSERTS: &[ArchAssert] = &[
             false,
         )],
     },
+    ArchAssert {
+        archs: &["deepseek4"],
+        source: "deepseek4.cpp: ggml_dsv4_hc_comb(ctx0, mixes, hc_scale, hc_base, hparams.dsv4_hc_eps, (int32_t) hparams.dsv4_hc_sinkhorn_iters), reaching ggml.c: GGML_ASSERT(n_iter > 0)",
+        needs: &[Need::Min(
+            required("hyper_connection.sinkhorn_iterations"),
+            1,
+        )],
+    },
+    ArchAssert {
+        archs: &["glm5-next"],
+        source: "glm5-next.cpp: ggml_dsv4_hc_comb(ctx0, mixes, hc_scale, hc_base, hparams.dsv4_hc_eps, (int32_t) hparams.dsv4_hc_sinkhorn_iters), reaching ggml.c: GGML_ASSERT(n_iter > 0)",
+        needs: &[Need::Min(
+            required("hyper_connection.sinkhorn_iterations"),
+            1,
+        )],
+    },
+    ArchAssert {
+        archs: &["rwkv6", "rwkv6qwen2"],
+        source: "rwkv6-base.cpp: ggml_reshape_3d(ctx0, k, head_size, n_head, n_tokens), reaching ggml.c: GGML_ASSERT(ggml_nelements(a) == ne0*ne1*ne2)",
+        needs: &[Need::Divides(
+            required("embedding_length"),
+            required("wkv.head_size"),
+        )],
+    },
+    ArchAssert {
+        archs: &["arwkv7", "rwkv7"],
+        source: "rwkv7-base.cpp: ggml_reshape_3d(ctx0, k, head_size, head_count, n_tokens), reaching ggml.c: GGML_ASSERT(ggml_nelements(a) == ne0*ne1*ne2)",
+        needs: &[Need::Divides(
+            required("embedding_length"),
+            required("wkv.head_size"),
+        )],
+    },
 ];
 
 /// Assertions on header values not checked natively: a model of these architectures loads

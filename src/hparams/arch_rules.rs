@@ -965,6 +965,42 @@ mod tests {
             "attention.indexer.key_length",
             "ggml.c",
         );
+        // Hyper-connections need at least one Sinkhorn pass (ggml_dsv4_hc_comb asserts it).
+        let mut none = keys(128);
+        none.push(("hyper_connection.sinkhorn_iterations", U(0)));
+        let e = refused(
+            "deepseek4",
+            &none,
+            "hyper_connection.sinkhorn_iterations",
+            "n_iter > 0",
+        );
+        assert!(e.reason.contains("at least 1"), "{e:?}");
+        none.last_mut().unwrap().1 = U(20);
+        let r = checked("deepseek4", &none);
+        assert!(
+            r.as_ref()
+                .map_or_else(|e| !e.key.contains("sinkhorn"), |()| true),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn rwkv_heads_divide_the_embedding() {
+        // ARWKV7's state is one row of n_embd; RWKV6 and RWKV7 keep two token-shift rows.
+        for arch in ["rwkv6", "rwkv7", "arwkv7"] {
+            let shifts = if arch == "arwkv7" { 1 } else { 2 };
+            let keys = |head: u32| {
+                vec![
+                    ("embedding_length", U(512)),
+                    ("block_count", U(2)),
+                    ("token_shift_count", U(shifts)),
+                    ("wkv.head_size", U(head)),
+                ]
+            };
+            checked(arch, &keys(64)).unwrap();
+            let e = refused(arch, &keys(48), "embedding_length", "ggml_reshape_3d");
+            assert!(e.reason.contains("multiple of"), "{e:?}");
+        }
     }
 
     #[test]

@@ -296,19 +296,15 @@ impl Context {
         self.n_ctx
     }
 
-    /// Logical batch size: the batch buffer's capacity.
-    pub(crate) fn n_batch(&self) -> u32 {
-        self.n_batch
-    }
-
     /// Physical batch size.
     pub(crate) fn n_ubatch(&self) -> u32 {
         self.n_ubatch
     }
 
-    /// The most tokens one [`Self::decode`] takes: the logical batch, or for a model without
-    /// causal attention one physical batch, because llama.cpp cannot split a non-causal
-    /// batch (it asserts `n_ubatch >= n_tokens`, which aborts the process).
+    /// The most tokens one [`Self::decode`] takes: the logical batch (the batch buffer's
+    /// capacity), or for a model without causal attention one physical batch, because
+    /// llama.cpp cannot split a non-causal batch (it asserts `n_ubatch >= n_tokens`, which
+    /// aborts the process).
     pub(crate) fn n_decode(&self) -> u32 {
         if self.causal {
             self.n_batch
