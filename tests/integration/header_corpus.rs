@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use acap::{GenerateParams, Model, ModelParams, QuantType, SamplingParams, Session, SessionParams};
 
-/// Loads `path` and greedily completes two tokens.
+/// Loads `path` and greedily completes two tokens; the prompt spans several physical
+/// batches, so batch-shape assertions (a non-causal model's, for one) are reached too.
 fn load_and_decode(path: &std::path::Path) -> Result<(), String> {
     let m = Model::load(path, ModelParams::default()).map_err(|e| e.to_string())?;
     let params = SessionParams::default()
         .with_n_ctx(128)
         .with_n_batch(32)
-        .with_n_ubatch(32)
+        .with_n_ubatch(2)
         .with_threads(1);
     let mut s = Session::new(&m, params).map_err(|e| e.to_string())?;
     let gp = GenerateParams::default()
