@@ -321,6 +321,9 @@ const PRE_TOKENIZERS: &[&str] = &[
 /// `tokenizer.ggml.pre` of a BPE vocabulary (the only kind that reads it) must be one llama.cpp
 /// knows.
 fn check_pre_tokenizer(gguf: &Metadata<'_>) -> Result<(), BadHparam> {
+    // `gemma4` is a BPE vocabulary too (src/hparams/vocab.rs), but llama-vocab.cpp sets its
+    // pre-tokenizer to "gemma4" whatever the file says, so its `tokenizer.ggml.pre` is
+    // never looked up and must not be refused.
     let bpe = gguf
         .get("tokenizer.ggml.model")
         .and_then(Value::as_str)
