@@ -233,7 +233,12 @@ GATED_DELTA = ["qwen3next", "qwen35", "qwen35moe", "qwen4exp", "clef"]
 # What a `code:` row's fragment does on a bad value when it is not a division: the ggml
 # assertion it reaches, (file under the vendored tree, condition).
 CAN_MUL_MAT = ("ggml/src/ggml.c", "ggml_can_mul_mat(a, b)")
+RESHAPE_2D = ("ggml/src/ggml.c", "ggml_nelements(a) == ne0*ne1")
 RESHAPE_3D = ("ggml/src/ggml.c", "ggml_nelements(a) == ne0*ne1*ne2")
+# Hyper-connections' Sinkhorn normalisation (deepseek4, glm5-next): the call and its need.
+HC_COMB = ("code:ggml_dsv4_hc_comb(ctx0, mixes, hc_scale, hc_base, hparams.dsv4_hc_eps, "
+           "(int32_t) hparams.dsv4_hc_sinkhorn_iters)")
+SINKHORN_PASSES = [f'Need::Min({K("hyper_connection.sinkhorn_iterations")}, 1)']
 ARCH_CHECKS = [
     ("llama-model.cpp", "hparams.n_layer_nextn <= hparams.n_layer_all", ["*"],
      [f'Need::AtMost({K("nextn_predict_layers", 0)}, {K("block_count")})']),
@@ -432,14 +437,10 @@ ARCH_CHECKS = [
     ("dots3note.cpp", "code:ggml_mul_mat(ctx0, inp_attn->get_dsa()->self_k_rot_lid, indexer_q)", ["dots3note"],
      [f"Need::HadamardTiles({INDEXER_K}, true)"], CAN_MUL_MAT),
     ("deepseek4.cpp", "code:llama_mul_mat_hadamard(ctx0, indexer_q, inp_lid.k_rot)", ["deepseek4"],
-     [f"Need::HadamardTiles({INDEXER_K}, false)"], ("ggml/src/ggml.c", "ggml_nelements(a) == ne0*ne1")),
+     [f"Need::HadamardTiles({INDEXER_K}, false)"], RESHAPE_2D),
     # Hyper-connections' Sinkhorn normalisation: ggml_dsv4_hc_comb asserts at least one pass.
-    ("deepseek4.cpp", "code:ggml_dsv4_hc_comb(ctx0, mixes, hc_scale, hc_base, hparams.dsv4_hc_eps, "
-     "(int32_t) hparams.dsv4_hc_sinkhorn_iters)", ["deepseek4"],
-     [f'Need::Min({K("hyper_connection.sinkhorn_iterations")}, 1)'], ("ggml/src/ggml.c", "n_iter > 0")),
-    ("glm5-next.cpp", "code:ggml_dsv4_hc_comb(ctx0, mixes, hc_scale, hc_base, hparams.dsv4_hc_eps, "
-     "(int32_t) hparams.dsv4_hc_sinkhorn_iters)", ["glm5_next"],
-     [f'Need::Min({K("hyper_connection.sinkhorn_iterations")}, 1)'], ("ggml/src/ggml.c", "n_iter > 0")),
+    ("deepseek4.cpp", HC_COMB, ["deepseek4"], SINKHORN_PASSES, ("ggml/src/ggml.c", "n_iter > 0")),
+    ("glm5-next.cpp", HC_COMB, ["glm5_next"], SINKHORN_PASSES, ("ggml/src/ggml.c", "n_iter > 0")),
     # RWKV: keys, values and receptances reshaped into n_embd / wkv.head_size heads.
     ("rwkv6-base.cpp", "code:ggml_reshape_3d(ctx0, k, head_size, n_head, n_tokens)", ["rwkv6", "rwkv6qwen2"],
      [f'Need::Divides({K("embedding_length")}, {HEAD_SIZE_RWKV})'], RESHAPE_3D),
